@@ -1,0 +1,49 @@
+# Everything a fresh machine needs: a venv, the package, a cached tidb-server build.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install tidb test demo lint format bench bench-smoke clean help
+
+help:
+	@echo "make demo   - answer 'What is TiDB?' from a local TiDB + LocalBedrock (all set-up included)"
+	@echo "make test   - run the whole test suite against a real local tidb-server"
+	@echo "make lint   - ruff + mypy"
+	@echo "make bench  - benchmarks against the alternatives (prints a table)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# Builds tidb-server from the Go module proxy once (10-25 min), cached outside the repo by version.
+tidb: $(STAMP)
+	@$(BIN)/python -m langchain_tidb_bedrock.local tidb build >/dev/null
+
+test: tidb
+	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=900
+
+demo: tidb
+	$(BIN)/python -m langchain_tidb_bedrock demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: tidb
+	$(BIN)/python -m benchmarks.run
+
+bench-smoke: tidb
+	$(BIN)/python -m benchmarks.run --smoke
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,120 @@
+"""Command line for the local stand-ins.
+
+    python -m langchain_tidb_bedrock.local tidb {build,start,stop,status}
+    python -m langchain_tidb_bedrock.local bedrock [--port N] [--latency SECONDS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from langchain_tidb_bedrock.local.tidb import (
+    LocalTiDB,
+    LocalTiDBError,
+    build_tidb_server,
+    cache_dir,
+)
+
+
+def _state_file() -> Path:
+    return cache_dir() / "local-tidb" / "server.json"
+
+
+def _read_state() -> dict[str, int] | None:
+    try:
+        state: dict[str, int] = json.loads(_state_file().read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(state["pid"], 0)
+    except (OSError, KeyError):
+        return None
+    return state
+
+
+def _tidb(args: argparse.Namespace) -> int:
+    if args.action == "build":
+        print(build_tidb_server())
+        return 0
+    if args.action == "start":
+        state = _read_state()
+        if state:
+            print(f"already running: mysql+pymysql://root@127.0.0.1:{state['port']}/test")
+            return 0
+        data = Path(args.data_dir) if args.data_dir else cache_dir() / "local-tidb"
+        server = LocalTiDB(port=args.port, status_port=args.status_port, data_dir=data, detach=True)
+        server.start()
+        _state_file().parent.mkdir(parents=True, exist_ok=True)
+        _state_file().write_text(
+            json.dumps({"pid": server.pid, "port": server.port, "status_port": server.status_port})
+        )
+        print(server.url)
+        return 0
+    if args.action == "stop":
+        state = _read_state()
+        if not state:
+            print("not running")
+            return 0
+        os.kill(state["pid"], signal.SIGTERM)
+        for _ in range(200):
+            try:
+                os.kill(state["pid"], 0)
+            except OSError:
+                break
+            time.sleep(0.1)
+        _state_file().unlink(missing_ok=True)
+        print("stopped")
+        return 0
+    state = _read_state()
+    if not state:
+        print("not running")
+        return 1
+    url = f"http://127.0.0.1:{state['status_port']}/status"
+    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback
+        info = json.loads(resp.read())
+    print(f"running: mysql+pymysql://root@127.0.0.1:{state['port']}/test  {info.get('version', '')}")
+    return 0
+
+
+def _bedrock(args: argparse.Namespace) -> int:
+    from langchain_tidb_bedrock.local.bedrock import LocalBedrock
+
+    server = LocalBedrock(host=args.host, port=args.port, latency=args.latency)
+    print(f"LocalBedrock (a local stand-in, not a model) at http://{args.host}:{args.port}")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line."""
+    parser = argparse.ArgumentParser(prog="python -m langchain_tidb_bedrock.local")
+    sub = parser.add_subparsers(dest="what", required=True)
+    tidb = sub.add_parser("tidb", help="build, start, stop or check the local tidb-server")
+    tidb.add_argument("action", choices=["build", "start", "stop", "status"])
+    tidb.add_argument("--port", type=int, default=4000)
+    tidb.add_argument("--status-port", type=int, default=10080)
+    tidb.add_argument("--data-dir", default=None)
+    bedrock = sub.add_parser("bedrock", help="serve the local bedrock-runtime stand-in")
+    bedrock.add_argument("--host", default="127.0.0.1")
+    bedrock.add_argument("--port", type=int, default=8000)
+    bedrock.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
+    args = parser.parse_args(argv)
+    try:
+        return _tidb(args) if args.what == "tidb" else _bedrock(args)
+    except LocalTiDBError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

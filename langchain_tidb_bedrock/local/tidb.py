@@ -1,0 +1,301 @@
+"""A real local ``tidb-server`` (embedded unistore store) for offline work and tests.
+
+The binary is built from the Go module proxy by ``tidb_build/build.sh`` into a cache outside any
+repository, keyed by TiDB version. Unistore gives real VECTOR columns and ``VEC_*`` functions
+(exact kNN); vector indexes and full-text search need TiFlash, which it cannot have.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+__all__ = [
+    "DEFAULT_TIDB_VERSION",
+    "LocalTiDB",
+    "LocalTiDBError",
+    "build_tidb_server",
+    "cache_dir",
+    "find_tidb_server",
+]
+
+# A v8.5-line commit that compiles and starts under Go 1.26 (see tidb_build/build.sh).
+DEFAULT_TIDB_VERSION = "v1.1.0-beta.0.20251126154744-e4e814fdc0af"
+_BUILD_SCRIPT = Path(__file__).with_name("tidb_build") / "build.sh"
+
+# lease=0 makes DDL instant on a single node; stats-lease=0 stops background auto-analyze.
+_CONFIG = """\
+lease = "0"
+host = "127.0.0.1"
+new_collations_enabled_on_first_bootstrap = true
+[status]
+status-host = "127.0.0.1"
+[performance]
+stats-lease = "0"
+[log]
+slow-threshold = 100000
+"""
+
+
+class LocalTiDBError(RuntimeError):
+    """The local tidb-server could not be built, found or started."""
+
+
+def cache_dir() -> Path:
+    """Where built binaries and persistent local data live (outside any repository)."""
+    base = os.environ.get("LTB_CACHE_DIR")
+    if base:
+        return Path(base)
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "langchain-tidb-bedrock"
+
+
+def _version() -> str:
+    return os.environ.get("TIDB_VER", DEFAULT_TIDB_VERSION)
+
+
+def find_tidb_server() -> Path | None:
+    """Return the tidb-server binary to use, or None when none is built yet.
+
+    ``TIDB_SERVER_BIN`` wins; then the cached build for the pinned version; then ``PATH``.
+    """
+    explicit = os.environ.get("TIDB_SERVER_BIN")
+    if explicit:
+        return Path(explicit) if Path(explicit).is_file() else None
+    cached = cache_dir() / "tidb-server" / _version() / "bin" / "tidb-server"
+    if cached.is_file():
+        return cached
+    on_path = shutil.which("tidb-server")
+    return Path(on_path) if on_path else None
+
+
+def build_tidb_server(*, quiet: bool = False) -> Path:
+    """Build (or reuse) tidb-server from the Go module proxy and return its path.
+
+    A cold build takes 10-25 minutes on 2 cores; a cached one returns at once.
+    """
+    env = {**os.environ, "TIDB_VER": _version(), "LTB_CACHE_DIR": str(cache_dir())}
+    proc = subprocess.run(  # noqa: S603 - our own script, fixed arguments
+        ["bash", str(_BUILD_SCRIPT)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL if quiet else None,
+        text=True,
+        check=False,
+    )
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        msg = f"building tidb-server failed (exit {proc.returncode}); see the output above"
+        raise LocalTiDBError(msg)
+    return Path(lines[-1])
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    # Linux only: the server gets SIGTERM if the Python process dies without cleaning up,
+    # so a killed test run never leaves an orphan tidb-server behind.
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    os.setsid()
+
+
+class LocalTiDB:
+    """A tidb-server process on loopback with the embedded unistore store.
+
+    Setup:
+        Build the server once (cached outside the repo, keyed by version):
+
+        ```bash
+        python -m langchain_tidb_bedrock.local tidb build
+        ```
+
+    Instantiate:
+        ```python
+        from langchain_tidb_bedrock.local import LocalTiDB
+
+        with LocalTiDB() as tidb:  # temp data dir, free ports
+            print(tidb.url)  # mysql+pymysql://root@127.0.0.1:PORT/test
+        ```
+
+    Args:
+        port: SQL port; a free one when None.
+        status_port: HTTP status port; a free one when None.
+        data_dir: keep data here across runs; None uses a temp dir removed on stop.
+        binary: the tidb-server executable; found with :func:`find_tidb_server` when None.
+        startup_timeout: seconds to wait for the server to answer.
+        detach: leave the server running after this process exits (for ``tidb start``).
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        status_port: int | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+        binary: str | os.PathLike[str] | None = None,
+        startup_timeout: float = 180.0,
+        detach: bool = False,
+    ) -> None:
+        self.port = port or _free_port()
+        self.status_port = status_port or _free_port()
+        self._persistent = data_dir is not None
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.binary = Path(binary) if binary is not None else None
+        self.startup_timeout = startup_timeout
+        self.detach = detach
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL of the server (user root, no password, database ``test``)."""
+        return f"mysql+pymysql://root@127.0.0.1:{self.port}/test"
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def log_file(self) -> Path:
+        """The server's log file."""
+        return self._workdir() / "tidb.log"
+
+    def _workdir(self) -> Path:
+        if self.data_dir is not None:
+            return self.data_dir
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="local-tidb-")
+        return Path(self._tmp.name)
+
+    def start(self) -> LocalTiDB:
+        """Start the server and wait until it answers SQL; returns self."""
+        if self._proc is not None:
+            return self
+        binary = self.binary or find_tidb_server()
+        if binary is None or not Path(binary).is_file():
+            msg = (
+                "tidb-server is not built yet. Build it once (10-25 min, needs Go and a C compiler) "
+                "with `python -m langchain_tidb_bedrock.local tidb build` or `make tidb`, "
+                "or set TIDB_SERVER_BIN to an existing binary, or TIDB_URL to a running TiDB."
+            )
+            raise LocalTiDBError(msg)
+        work = self._workdir()
+        work.mkdir(parents=True, exist_ok=True)
+        config = work / "tidb.toml"
+        config.write_text(_CONFIG)
+        store = work / "store"
+        args = [
+            str(binary),
+            "-store=unistore",
+            f"-path={store}",
+            "-host=127.0.0.1",
+            f"-P={self.port}",
+            "-status-host=127.0.0.1",
+            f"-status={self.status_port}",
+            f"-config={config}",
+            "-L=warn",
+            f"-log-file={self.log_file}",
+        ]
+        self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=os.setsid if self.detach else _die_with_parent,  # noqa: PLW1509
+        )
+        if not self.detach:
+            atexit.register(self.stop)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        import pymysql
+
+        deadline = time.monotonic() + self.startup_timeout
+        status = f"http://127.0.0.1:{self.status_port}/status"
+        last_error = "no answer"
+        while time.monotonic() < deadline:
+            assert self._proc is not None  # noqa: S101 - set by start()
+            code = self._proc.poll()
+            if code is not None:
+                msg = f"tidb-server exited with code {code} during start-up.{self._log_tail()}"
+                raise LocalTiDBError(msg)
+            try:
+                with urllib.request.urlopen(status, timeout=2) as resp:  # noqa: S310 - loopback
+                    if resp.status == 200:
+                        conn = pymysql.connect(
+                            host="127.0.0.1", port=self.port, user="root", connect_timeout=5
+                        )
+                        with conn, conn.cursor() as cur:
+                            cur.execute("SELECT 1")
+                        return
+            except (OSError, urllib.error.URLError, pymysql.MySQLError) as exc:
+                last_error = str(exc)
+            time.sleep(0.25)
+        msg = (
+            f"tidb-server did not answer on port {self.port} within {self.startup_timeout:.0f}s "
+            f"(last error: {last_error}).{self._log_tail()}"
+        )
+        raise LocalTiDBError(msg)
+
+    def _log_tail(self, lines: int = 15) -> str:
+        try:
+            tail = self.log_file.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return ""
+        return "\nLast lines of " + str(self.log_file) + ":\n" + "\n".join(tail) if tail else ""
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Stop the server (SIGTERM, then SIGKILL) and remove a temp data dir."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout)
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.stop)
+
+    def __enter__(self) -> LocalTiDB:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self._proc is not None else "stopped"
+        return f"LocalTiDB(port={self.port}, status_port={self.status_port}, {state})"
