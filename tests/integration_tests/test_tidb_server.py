@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
+
+ROWS = {1: [1, 0, 0], 2: [0.9, 0.1, 0], 3: [0, 1, 0], 4: [-1, 0, 0]}
+
+
+def _cosine(a: list[float], b: list[float]) -> float:
+    x, y = np.asarray(a), np.asarray(b)
+    return float(1 - x @ y / (np.linalg.norm(x) * np.linalg.norm(y)))
 
 
 def test_vector_roundtrip_and_exact_knn(tidb_engine: sa.Engine, table_name: str) -> None:
@@ -11,12 +19,7 @@ def test_vector_roundtrip_and_exact_knn(tidb_engine: sa.Engine, table_name: str)
         conn.execute(sa.text(f"CREATE TABLE `{table_name}` (id INT PRIMARY KEY, v VECTOR(3))"))
         conn.execute(
             sa.text(f"INSERT INTO `{table_name}` VALUES (:id, :v)"),
-            [
-                {"id": 1, "v": "[1, 0, 0]"},
-                {"id": 2, "v": "[0.9, 0.1, 0]"},
-                {"id": 3, "v": "[0, 1, 0]"},
-                {"id": 4, "v": "[-1, 0, 0]"},
-            ],
+            [{"id": k, "v": str(v)} for k, v in ROWS.items()],
         )
     with tidb_engine.connect() as conn:
         stored = conn.execute(sa.text(f"SELECT v FROM `{table_name}` WHERE id = 2")).scalar()
@@ -26,17 +29,20 @@ def test_vector_roundtrip_and_exact_knn(tidb_engine: sa.Engine, table_name: str)
                 f"SELECT id FROM `{table_name}` "
                 "ORDER BY VEC_COSINE_DISTANCE(v, :q) LIMIT 3"
             ),
-            {"q": "[1, 0.05, 0]"},
+            {"q": "[1, 0.1, 0]"},
         ).scalars().all()
-        assert cos == [2, 1, 3]
+        expected = sorted(ROWS, key=lambda k: _cosine(ROWS[k], [1, 0.1, 0]))[:3]
+        assert cos == expected == [2, 1, 3]
         l2 = conn.execute(
             sa.text(
                 f"SELECT id, VEC_L2_DISTANCE(v, :q) AS d FROM `{table_name}` ORDER BY d LIMIT 4"
             ),
-            {"q": "[0, 2, 0]"},
+            {"q": "[0.5, 2, 0]"},
         ).all()
-        assert [r.id for r in l2] == [3, 2, 1, 4]
-        assert l2[0].d == pytest.approx(1.0)
+        q = np.array([0.5, 2, 0])
+        ref = {k: float(np.linalg.norm(np.asarray(v) - q)) for k, v in ROWS.items()}
+        assert [r.id for r in l2] == sorted(ref, key=ref.__getitem__)
+        assert [r.d for r in l2] == pytest.approx(sorted(ref.values()), rel=1e-6)
 
 
 def test_vector_functions_match_reference(tidb_engine: sa.Engine) -> None:

@@ -1,0 +1,217 @@
+"""Deterministic stand-ins for the models LocalBedrock serves. They are not models.
+
+* :func:`embed` - feature hashing of lowercase word unigrams and character 3-grams with a stable
+  hash (blake2b), signed and projected onto the requested number of dimensions. Texts that share
+  words share features, so their vectors are close in cosine terms: good enough for retrieval tests.
+* :func:`generate` - an extractive "answer": it reads numbered passages (``[1] ...``) and the
+  question out of the prompt and returns the best-overlapping sentences with their citations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+
+import numpy as np
+
+PREFIX = "(LocalBedrock stand-in) "
+I_DONT_KNOW = PREFIX + "I don't know based on the provided context."
+
+_WORD = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_PASSAGE = re.compile(r"^\s*\[(\d+)\]\s+(.*)$")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_SPECIAL = re.compile(r"<\|[a-z_]+\|>")
+
+STOP_WORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being
+    below between both but by can could did do does doing down during each few for from further had
+    has have having he her here hers herself him himself his how i if in into is it its itself just
+    me more most my myself no nor not now of off on once only or other our ours ourselves out over
+    own same she should so some such than that the their theirs them themselves then there these
+    they this those through to too under until up very was we were what when where which while who
+    whom why will with would you your yours yourself yourselves s t don ll m re ve d y
+    tell please explain describe give me list""".split()
+)
+
+_WORD_WEIGHT = 1.0
+_NGRAM_WEIGHT = 0.35
+
+
+def count_tokens(text: str) -> int:
+    """Rough token count: words and punctuation marks."""
+    return len(_TOKEN.findall(text))
+
+
+def words(text: str) -> list[str]:
+    """Lowercase words of ``text``."""
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def _stem(word: str) -> str:
+    # A light plural strip so "vectors" meets "vector"; enough for the stand-in.
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+def content_words(text: str) -> list[str]:
+    """Stemmed lowercase words of ``text`` that are not stop words, in order."""
+    return [_stem(w) for w in words(text) if w not in STOP_WORDS]
+
+
+@lru_cache(maxsize=65536)
+def _slot(feature: str) -> tuple[int, float]:
+    digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
+    value = int.from_bytes(digest, "big")
+    return value >> 1, (1.0 if value & 1 else -1.0)
+
+
+def _features(text: str) -> Iterable[tuple[str, float]]:
+    for word in words(text):
+        yield "w:" + _stem(word), _WORD_WEIGHT
+        padded = f"#{word}#"
+        for i in range(len(padded) - 2):
+            yield "c:" + padded[i : i + 3], _NGRAM_WEIGHT
+
+
+def embed(text: str, dimensions: int, *, normalize: bool) -> list[float]:
+    """A hashed bag-of-features vector of ``dimensions`` floats (L2-normalised if asked)."""
+    vec = np.zeros(dimensions, dtype=np.float64)
+    for feature, weight in _features(text):
+        slot, sign = _slot(feature)
+        vec[slot % dimensions] += sign * weight
+    if not vec.any():  # punctuation only: still a valid, non-zero vector
+        vec[_slot("empty")[0] % dimensions] = 1.0
+    if normalize:
+        vec /= float(np.linalg.norm(vec))
+    else:
+        vec /= 10.0  # raw Titan vectors are unnormalised but small
+    rounded: list[float] = np.round(vec, 7).tolist()
+    return rounded
+
+
+def binary(vector: Sequence[float]) -> list[int]:
+    """Titan's binary embedding: 1 where the float component is positive."""
+    return [1 if x > 0 else 0 for x in vector]
+
+
+# ---------------------------------------------------------------- generation
+
+
+def _clean(prompt: str) -> str:
+    return _SPECIAL.sub("\n", prompt)
+
+
+def _passages(text: str) -> list[tuple[str, str]]:
+    """``[n] text`` passages; a passage runs on until the next ``[n]`` line or a blank line."""
+    found: list[tuple[str, str]] = []
+    current: list[str] | None = None
+    label = ""
+    for line in text.splitlines():
+        match = _PASSAGE.match(line)
+        if match:
+            if current is not None:
+                found.append((label, " ".join(current)))
+            label, current = match.group(1), [match.group(2).strip()]
+        elif current is not None and line.strip():
+            current.append(line.strip())
+        elif current is not None:
+            found.append((label, " ".join(current)))
+            current = None
+    if current is not None:
+        found.append((label, " ".join(current)))
+    return found
+
+
+def _section(text: str, marker: str) -> str | None:
+    """The text after the last ``marker`` up to the next blank line (None if absent)."""
+    at = text.rfind(marker)
+    if at < 0:
+        return None
+    rest = text[at + len(marker) :].strip()
+    return re.split(r"\n\s*\n|\n\s*(?:Answer|Standalone question)\s*:", rest)[0].strip()
+
+
+def _question(text: str, last_user: str) -> str:
+    found = _section(text, "Question:")
+    return found if found is not None else last_user.strip()
+
+
+def answer(text: str, last_user: str) -> str:
+    """Extractive answer: the best-overlapping passage sentences with ``[n]`` citations."""
+    asked = set(content_words(_question(text, last_user)))
+    scored: list[tuple[int, int, str, str]] = []
+    order = 0
+    for label, passage in _passages(text):
+        for sentence in _SENTENCE_END.split(passage):
+            sentence = sentence.strip()
+            if not sentence:
+                continue
+            overlap = len(asked & set(content_words(sentence)))
+            if overlap:
+                scored.append((-overlap, order, label, sentence))
+            order += 1
+    if not scored:
+        return I_DONT_KNOW
+    scored.sort()
+    best = -scored[0][0]
+    picked = [scored[0]]
+    if len(scored) > 1 and -scored[1][0] * 2 >= best:
+        picked.append(scored[1])
+    picked.sort(key=lambda item: item[1])  # keep document order in the answer
+    return PREFIX + " ".join(f"{sentence} [{label}]" for _, _, label, sentence in picked)
+
+
+def rewrite(text: str) -> str:
+    """Standalone question: the follow-up plus the last human turn's missing content words."""
+    follow_up = _section(text, "Follow-up question:") or ""
+    start = text.rfind("Chat history:")
+    history = text[start:].split("Follow-up question:")[0] if start >= 0 else ""
+    human = ""
+    for line in history.splitlines():
+        match = re.match(r"\s*(?:Human|User)\s*:\s*(.*)", line, re.IGNORECASE)
+        if match:
+            human = match.group(1)
+    have = set(content_words(follow_up))
+    extra: list[str] = []
+    for word in _WORD.findall(human):
+        key = _stem(word.lower())
+        if word.lower() in STOP_WORDS or key in have:
+            continue
+        have.add(key)
+        extra.append(word)
+    return " ".join([follow_up, *extra]).strip()
+
+
+def generate(text: str, last_user: str = "") -> str:
+    """The stand-in's reply to a prompt: a rewritten question or an extractive answer."""
+    text = _clean(text)
+    if "Follow-up question:" in text:
+        return rewrite(text)
+    return answer(text, _clean(last_user))
+
+
+def apply_limits(
+    reply: str, *, max_tokens: int | None, stop_sequences: Sequence[str] = ()
+) -> tuple[str, str]:
+    """Cut ``reply`` before the first stop sequence or after ``max_tokens`` words.
+
+    Returns:
+        The cut reply and why it ended: ``"stop_sequence"``, ``"max_tokens"`` or ``"end_turn"``.
+    """
+    cuts = [reply.find(s) for s in stop_sequences if s and s in reply]
+    if cuts:
+        return reply[: min(cuts)], "stop_sequence"
+    if max_tokens is not None:
+        parts = reply.split(" ")
+        if len(parts) > max_tokens:
+            return " ".join(parts[:max_tokens]), "max_tokens"
+    return reply, "end_turn"
+
+
+def pieces(reply: str) -> list[str]:
+    """Split a reply into streaming deltas (one word with its trailing space each)."""
+    return re.findall(r"\S+\s*|\s+", reply) or [""]
