@@ -1,0 +1,155 @@
+"""Connection settings for TiDB: URL from the environment, TLS defaults, pooled engines.
+
+One place decides how every connection is made, so the same TLS and pool arguments reach the
+sync engine, the async engine and any helper connection (a missing propagation is how other
+TiDB clients end up with ``CERTIFICATE_VERIFY_FAILED`` on TiDB Cloud).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import ssl
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+__all__ = [
+    "ConnectionConfigError",
+    "async_url",
+    "create_engine",
+    "create_engine_async",
+    "engine_kwargs",
+    "is_loopback",
+    "redact",
+    "tidb_url_from_env",
+]
+
+_SYNC_DRIVER = "mysql+pymysql"
+_ASYNC_DRIVER = "mysql+aiomysql"
+# TiDB Cloud closes idle connections; recycle before that and ping on checkout.
+_POOL_DEFAULTS: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 300}
+_SSL_QUERY_KEYS = ("ssl", "ssl_ca", "ssl_verify_cert", "ssl_verify_identity", "ssl_disabled")
+
+
+class ConnectionConfigError(ValueError):
+    """The TiDB connection settings are missing or inconsistent."""
+
+
+def tidb_url_from_env(env: Mapping[str, str] | None = None) -> URL | None:
+    """Build a URL from ``TIDB_HOST``, ``TIDB_PORT``, ``TIDB_USER``, ``TIDB_PASSWORD``, ``TIDB_DB_NAME``.
+
+    ``TIDB_URL`` (a full SQLAlchemy URL) wins when set. Returns None when neither is set.
+    """
+    env = os.environ if env is None else env
+    if env.get("TIDB_URL"):
+        return make_url(env["TIDB_URL"])
+    host = env.get("TIDB_HOST")
+    if not host:
+        return None
+    port_text = env.get("TIDB_PORT", "4000")
+    try:
+        port = int(port_text)
+    except ValueError:
+        msg = f"TIDB_PORT must be a number, got {port_text!r}"
+        raise ConnectionConfigError(msg) from None
+    return URL.create(
+        _SYNC_DRIVER,
+        username=env.get("TIDB_USER", "root"),
+        password=env.get("TIDB_PASSWORD") or None,
+        host=host,
+        port=port,
+        database=env.get("TIDB_DB_NAME", "test"),
+    )
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` is this machine (no TLS needed there)."""
+    if not host or host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def redact(url: URL | str) -> str:
+    """The URL as text with the password hidden, for logs, reprs and errors."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _normalise(url: URL | str) -> URL:
+    u = make_url(url)
+    if u.get_backend_name() != "mysql":
+        msg = f"expected a mysql:// URL for TiDB, got {redact(u)!r}"
+        raise ConnectionConfigError(msg)
+    return u.set(drivername=_SYNC_DRIVER)
+
+
+def async_url(url: URL | str) -> URL:
+    """The same URL for the async driver (aiomysql)."""
+    return _normalise(url).set(drivername=_ASYNC_DRIVER)
+
+
+def _tls_context(ca_path: str | None) -> ssl.SSLContext:
+    # Verify the certificate chain and the host name; the system bundle covers TiDB Cloud
+    # (Let's Encrypt). TIDB_CA_PATH points at another bundle when needed.
+    ctx = ssl.create_default_context(cafile=ca_path) if ca_path else ssl.create_default_context()
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def engine_kwargs(
+    url: URL | str,
+    engine_args: Mapping[str, Any] | None = None,
+    *,
+    tls: bool | None = None,
+    ca_path: str | None = None,
+) -> tuple[URL, dict[str, Any]]:
+    """Resolve the URL and the keyword arguments for ``create_engine``.
+
+    TLS with certificate and host verification is on by default for non-loopback hosts,
+    unless the URL already carries ``ssl_*`` options or ``tls=False`` is passed.
+    """
+    u = _normalise(url)
+    kwargs: dict[str, Any] = {**_POOL_DEFAULTS, **(engine_args or {})}
+    connect_args: dict[str, Any] = dict(kwargs.pop("connect_args", None) or {})
+    url_has_tls = any(k in u.query for k in _SSL_QUERY_KEYS)
+    want_tls = (not is_loopback(u.host)) if tls is None else tls
+    if want_tls and not url_has_tls and "ssl" not in connect_args:
+        connect_args["ssl"] = _tls_context(ca_path or os.environ.get("TIDB_CA_PATH"))
+    kwargs["connect_args"] = connect_args
+    return u, kwargs
+
+
+def create_engine(
+    url: URL | str,
+    engine_args: Mapping[str, Any] | None = None,
+    *,
+    tls: bool | None = None,
+    ca_path: str | None = None,
+) -> sa.Engine:
+    """A pooled PyMySQL engine with the TLS and pool defaults above."""
+    u, kwargs = engine_kwargs(url, engine_args, tls=tls, ca_path=ca_path)
+    return sa.create_engine(u, **kwargs)
+
+
+def create_engine_async(
+    url: URL | str,
+    engine_args: Mapping[str, Any] | None = None,
+    *,
+    tls: bool | None = None,
+    ca_path: str | None = None,
+) -> AsyncEngine:
+    """A pooled aiomysql engine with exactly the same connection arguments."""
+    u, kwargs = engine_kwargs(url, engine_args, tls=tls, ca_path=ca_path)
+    # aiomysql takes the same ``ssl`` SSLContext; URL query flags are PyMySQL-only, keep ssl_ca.
+    query = {k: v for k, v in u.query.items() if k not in ("ssl_verify_cert", "ssl_verify_identity")}
+    if "ssl_ca" in u.query and "ssl" not in kwargs["connect_args"]:
+        ca = u.query["ssl_ca"]
+        kwargs["connect_args"]["ssl"] = _tls_context(ca if isinstance(ca, str) else ca[0])
+        query.pop("ssl_ca")
+    return create_async_engine(u.set(drivername=_ASYNC_DRIVER, query=query), **kwargs)

@@ -1,0 +1,161 @@
+"""Table layout of the store: identifiers, DDL, and reading an existing table back.
+
+The column names (``id``, ``embedding``, ``document``, ``meta``) are the ones langchain-community's
+TiDB store uses, so a table it created opens as-is.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import sqlalchemy as sa
+
+__all__ = [
+    "DistanceStrategy",
+    "TableInfo",
+    "create_table_sql",
+    "quote_identifier",
+    "read_table_info",
+    "table_object",
+    "validate_identifier",
+]
+
+MAX_DIMENSION = 16383
+ID_LENGTH = 255
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,63}$")
+_VECTOR_TYPE = re.compile(r"^vector(?:\((\d+)\))?$", re.IGNORECASE)
+_VARCHAR_TYPE = re.compile(r"^varchar\((\d+)\)$", re.IGNORECASE)
+_LEGACY_METRIC = re.compile(r"distance\s*=\s*(cosine|l2)", re.IGNORECASE)
+
+
+class DistanceStrategy(str, Enum):
+    """Distance used for search; each maps to one TiDB function."""
+
+    COSINE = "cosine"
+    L2 = "l2"
+    INNER_PRODUCT = "inner_product"
+
+    @property
+    def sql_function(self) -> str:
+        """The TiDB function computing this distance."""
+        return {
+            DistanceStrategy.COSINE: "VEC_COSINE_DISTANCE",
+            DistanceStrategy.L2: "VEC_L2_DISTANCE",
+            DistanceStrategy.INNER_PRODUCT: "VEC_NEGATIVE_INNER_PRODUCT",
+        }[self]
+
+    @property
+    def indexable(self) -> bool:
+        """TiDB's HNSW index serves cosine and L2 only."""
+        return self is not DistanceStrategy.INNER_PRODUCT
+
+    @classmethod
+    def parse(cls, value: DistanceStrategy | str) -> DistanceStrategy:
+        """Accept an enum member or its name, case-insensitively, with a clear error."""
+        if isinstance(value, DistanceStrategy):
+            return value
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            options = ", ".join(repr(m.value) for m in cls)
+            msg = f"distance_strategy must be one of {options}, got {value!r}"
+            raise ValueError(msg) from None
+
+
+def validate_identifier(name: str, what: str = "table name") -> str:
+    """Return ``name`` if it is a plain SQL identifier, else raise ValueError naming it."""
+    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+        msg = (
+            f"invalid {what} {name!r}: use 1-64 letters, digits, '_' or '$', "
+            "starting with a letter or '_'"
+        )
+        raise ValueError(msg)
+    return name
+
+
+def quote_identifier(name: str) -> str:
+    """Backquote a validated identifier for DDL text."""
+    return f"`{validate_identifier(name)}`"
+
+
+def create_table_sql(
+    table: str, dimension: int, strategy: DistanceStrategy, *, with_index: bool
+) -> str:
+    """DDL for a new store table, with an inline HNSW index when ``with_index``."""
+    if not 1 <= dimension <= MAX_DIMENSION:
+        msg = f"embedding dimension must be between 1 and {MAX_DIMENSION}, got {dimension}"
+        raise ValueError(msg)
+    index = ""
+    if with_index:
+        index = (
+            f",\n  VECTOR INDEX `idx_{table}_embedding` "
+            f"(({strategy.sql_function}(`embedding`))) USING HNSW"
+        )
+    return (
+        f"CREATE TABLE IF NOT EXISTS {quote_identifier(table)} (\n"
+        f"  `id` VARCHAR({ID_LENGTH}) NOT NULL PRIMARY KEY,\n"
+        f"  `embedding` VECTOR({int(dimension)}) NOT NULL,\n"
+        "  `document` MEDIUMTEXT,\n"
+        "  `meta` JSON"
+        f"{index}\n)"
+    )
+
+
+def table_object(table: str) -> sa.Table:
+    """A Core table for DML. Vectors and JSON travel as pre-encoded text (see encoding.py)."""
+    return sa.Table(
+        validate_identifier(table),
+        sa.MetaData(),
+        sa.Column("id", sa.String(ID_LENGTH), primary_key=True),
+        sa.Column("embedding", sa.Text),
+        sa.Column("document", sa.Text),
+        sa.Column("meta", sa.Text),
+    )
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """What an existing table tells us about itself."""
+
+    dimension: int | None
+    id_length: int | None
+    legacy_metric: DistanceStrategy | None
+    columns: frozenset[str]
+
+
+_COLUMNS_SQL = sa.text(
+    "SELECT COLUMN_NAME, COLUMN_TYPE, COLUMN_COMMENT FROM INFORMATION_SCHEMA.COLUMNS "
+    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table"
+)
+
+
+def read_table_info(rows: list[Any], table: str) -> TableInfo | None:
+    """Interpret ``_COLUMNS_SQL`` rows; None when the table does not exist."""
+    if not rows:
+        return None
+    cols = {str(r[0]).lower(): (str(r[1]), str(r[2] or "")) for r in rows}
+    missing = {"id", "embedding", "document", "meta"} - set(cols)
+    if missing:
+        msg = (
+            f"table {table!r} exists but is not a vector store table: "
+            f"missing column(s) {', '.join(sorted(missing))}"
+        )
+        raise ValueError(msg)
+    vec = _VECTOR_TYPE.match(cols["embedding"][0])
+    if vec is None:
+        msg = f"table {table!r}: column `embedding` is {cols['embedding'][0]}, not VECTOR"
+        raise ValueError(msg)
+    varchar = _VARCHAR_TYPE.match(cols["id"][0])
+    legacy = _LEGACY_METRIC.search(cols["embedding"][1])
+    return TableInfo(
+        dimension=int(vec.group(1)) if vec.group(1) else None,
+        id_length=int(varchar.group(1)) if varchar else None,
+        legacy_metric=DistanceStrategy(legacy.group(1).lower()) if legacy else None,
+        columns=frozenset(cols),
+    )
+
+
+COLUMNS_QUERY = _COLUMNS_SQL
