@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from langchain_core.embeddings import Embeddings
@@ -35,9 +35,7 @@ class Write:
     A step is a Core statement, or driver SQL with a list of parameter tuples (executemany).
     """
 
-    steps: Sequence[sa.Executable | tuple[str, list[tuple[Any, ...]]]] = field(
-        default_factory=list
-    )
+    steps: Sequence[sa.Executable | tuple[str, list[tuple[Any, ...]]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -54,7 +52,7 @@ class EmbedQuery:
     text: str
 
 
-Request = Union[Read, Write, EmbedDocs, EmbedQuery]
+Request = Read | Write | EmbedDocs | EmbedQuery
 Op = Generator[Request, Any, T]
 
 
@@ -65,7 +63,7 @@ def _drive(op: Op[T], handle: Callable[[Request], Any]) -> T:
         try:
             request = op.throw(error) if error is not None else op.send(send)
         except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            return stop.value
         try:
             send, error = handle(request), None
         except Exception as exc:  # handed to the operation, which may recover or re-raise
@@ -86,9 +84,9 @@ def run_sync(op: Op[T], engine: sa.Engine, embeddings: Embeddings | None) -> T:
             with engine.begin() as conn:
                 for step in request.steps:
                     if isinstance(step, tuple):
-                        total += conn.exec_driver_sql(step[0], step[1]).rowcount  # type: ignore[arg-type]
+                        total += conn.exec_driver_sql(step[0], step[1]).rowcount
                     else:
-                        total += conn.execute(step).rowcount  # type: ignore[attr-defined]
+                        total += conn.execute(step).rowcount
             return total
         if embeddings is None:
             msg = "this store has no embedding model; pass vectors (add_embeddings, *_by_vector)"
@@ -108,7 +106,7 @@ async def run_async(op: Op[T], engine: AsyncEngine, embeddings: Embeddings | Non
         try:
             request = op.throw(error) if error is not None else op.send(send)
         except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            return stop.value
         try:
             send, error = await _ahandle(request, engine, embeddings), None
         except Exception as exc:
@@ -128,9 +126,9 @@ async def _ahandle(request: Request, engine: AsyncEngine, embeddings: Embeddings
         async with engine.begin() as conn:
             for step in request.steps:
                 if isinstance(step, tuple):
-                    total += (await conn.exec_driver_sql(step[0], step[1])).rowcount  # type: ignore[arg-type]
+                    total += (await conn.exec_driver_sql(step[0], step[1])).rowcount
                 else:
-                    total += (await conn.execute(step)).rowcount  # type: ignore[attr-defined]
+                    total += (await conn.execute(step)).rowcount
         return total
     if embeddings is None:
         msg = "this store has no embedding model; pass vectors (add_embeddings, *_by_vector)"

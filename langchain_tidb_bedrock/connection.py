@@ -40,7 +40,7 @@ class ConnectionConfigError(ValueError):
 
 
 def tidb_url_from_env(env: Mapping[str, str] | None = None) -> URL | None:
-    """Build a URL from ``TIDB_HOST``, ``TIDB_PORT``, ``TIDB_USER``, ``TIDB_PASSWORD``, ``TIDB_DB_NAME``.
+    """Build a URL from ``TIDB_HOST``/``_PORT``/``_USER``/``_PASSWORD``/``_DB_NAME``.
 
     ``TIDB_URL`` (a full SQLAlchemy URL) wins when set. Returns None when neither is set.
     """
@@ -147,7 +147,9 @@ def create_engine_async(
     """A pooled aiomysql engine with exactly the same connection arguments."""
     u, kwargs = engine_kwargs(url, engine_args, tls=tls, ca_path=ca_path)
     # aiomysql takes the same ``ssl`` SSLContext; URL query flags are PyMySQL-only, keep ssl_ca.
-    query = {k: v for k, v in u.query.items() if k not in ("ssl_verify_cert", "ssl_verify_identity")}
+    query = {
+        k: v for k, v in u.query.items() if k not in ("ssl_verify_cert", "ssl_verify_identity")
+    }
     if "ssl_ca" in u.query and "ssl" not in kwargs["connect_args"]:
         ca = u.query["ssl_ca"]
         kwargs["connect_args"]["ssl"] = _tls_context(ca if isinstance(ca, str) else ca[0])

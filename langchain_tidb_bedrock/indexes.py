@@ -39,7 +39,9 @@ VECTOR_INDEXES_SQL = sa.text(
     "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table AND KEY_NAME = :name"
 )
 _CLOUD_HOST = re.compile(r"\.tidbcloud\.com$", re.IGNORECASE)
-_NO_TIFLASH = re.compile(r"tiflash store count is 0|replica is nil|columnar replica must exist", re.I)
+_NO_TIFLASH = re.compile(
+    r"tiflash store count is 0|replica is nil|columnar replica must exist", re.I
+)
 
 
 class TiFlashUnavailableError(RuntimeError):

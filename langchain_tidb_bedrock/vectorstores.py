@@ -6,11 +6,10 @@ import asyncio
 import logging
 import threading
 import uuid
-import warnings
 import weakref
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import islice
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import sqlalchemy as sa
@@ -23,7 +22,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tqdm.auto import tqdm
 
 from langchain_tidb_bedrock import indexes
-from langchain_tidb_bedrock._runner import EmbedDocs, EmbedQuery, Op, Read, Write, run_async, run_sync
+from langchain_tidb_bedrock._runner import (
+    EmbedDocs,
+    EmbedQuery,
+    Op,
+    Read,
+    Write,
+    run_async,
+    run_sync,
+)
 from langchain_tidb_bedrock.connection import (
     ConnectionConfigError,
     create_engine,
@@ -57,6 +64,7 @@ __all__ = ["TiDBVectorStore"]
 logger = logging.getLogger(__name__)
 
 FilterStrategy = Literal["auto", "pre", "post"]
+T = TypeVar("T")
 _MISSING = object()
 _DELETE_BATCH = 1000
 
@@ -126,7 +134,8 @@ class TiDBVectorStore(VectorStore):
 
     Update Documents:
         ```python
-        vector_store.add_documents([Document(page_content="qux", metadata={"bar": "baz"})], ids=["2"])
+        updated = Document(page_content="qux", metadata={"bar": "baz"})
+        vector_store.add_documents([updated], ids=["2"])
         ```
 
     Delete Documents:
@@ -300,7 +309,7 @@ class TiDBVectorStore(VectorStore):
     def _queries(self) -> Queries:
         return Queries(self._table, self.distance_strategy)
 
-    def _run(self, op: Op[Any]) -> Any:
+    def _run(self, op: Op[T]) -> T:
         return run_sync(op, self._engine, self.embedding)
 
     async def _aengine(self) -> AsyncEngine:
@@ -321,7 +330,7 @@ class TiDBVectorStore(VectorStore):
             self._loop_guards[loop] = guard
         return engine
 
-    async def _arun(self, op: Op[Any]) -> Any:
+    async def _arun(self, op: Op[T]) -> T:
         return await run_async(op, await self._aengine(), self.embedding)
 
     def close(self) -> None:
@@ -360,7 +369,7 @@ class TiDBVectorStore(VectorStore):
             rows = yield Read(COLUMNS_QUERY, {"table": self.table_name})
             info = read_table_info(list(rows), self.table_name)
             self._adopt(info)
-        return self._info  # type: ignore[no-any-return]
+        return self._info
 
     def _adopt(self, info: TableInfo | None) -> None:
         with self._lock:
@@ -417,8 +426,15 @@ class TiDBVectorStore(VectorStore):
         except sa.exc.DBAPIError as exc:
             if not (want_index and indexes.is_missing_tiflash_error(exc)):
                 raise
-            yield Write([sa.text(create_table_sql(self.table_name, dimension,
-                                                  self.distance_strategy, with_index=False))])
+            yield Write(
+                [
+                    sa.text(
+                        create_table_sql(
+                            self.table_name, dimension, self.distance_strategy, with_index=False
+                        )
+                    )
+                ]
+            )
         if not self._index_ready:
             self._say_exact_once()
         self._info = _MISSING
@@ -500,7 +516,7 @@ class TiDBVectorStore(VectorStore):
                     msg = f"got {len(text_list)} texts but {len(vec_list)} embeddings"
                     raise ValueError(msg)
                 to_matrix(vec_list, self._dimension, reject_zero=reject_zero)
-            rows: Iterator[tuple[str, dict[str, Any] | None | str, str | None, Any]] = (
+            rows: Iterator[tuple[str, dict[str, Any] | str | None, str | None, Any]] = (
                 (
                     text_list[n],
                     encoded_meta[n] if meta_list is not None else "{}",
@@ -517,8 +533,9 @@ class TiDBVectorStore(VectorStore):
 
         result_ids: list[str] = []
         seen: set[str] = set(id_list or []) if sized else set()
-        bar = tqdm(total=count, unit="doc", desc=f"TiDB {self.table_name}",
-                   disable=not self.show_progress)
+        bar = tqdm(
+            total=count, unit="doc", desc=f"TiDB {self.table_name}", disable=not self.show_progress
+        )
         try:
             while True:
                 batch = list(islice(rows, size))
@@ -546,7 +563,7 @@ class TiDBVectorStore(VectorStore):
                 matrix = to_matrix(raw_vectors, self._dimension, reject_zero=reject_zero)
                 if self._info is None or self._dimension is None:
                     yield from self._op_ensure_table(int(matrix.shape[1]))
-                params = list(zip(b_ids, encode_vectors(matrix), b_texts, b_meta))
+                params = list(zip(b_ids, encode_vectors(matrix), b_texts, b_meta, strict=True))
                 yield Write([(self._queries().upsert_sql, params)])
                 result_ids.extend(b_ids)
                 bar.update(len(batch))
@@ -592,7 +609,7 @@ class TiDBVectorStore(VectorStore):
             batch_size: rows per transaction (default: the store's ``batch_size``).
             **kwargs: ``ids`` may also come here, as LangChain's base class passes it.
         """
-        return self._run(self._op_add(texts, metadatas, ids, None, batch_size))  # type: ignore[no-any-return]
+        return self._run(self._op_add(texts, metadatas, ids, None, batch_size))
 
     async def aadd_texts(
         self,
@@ -604,7 +621,7 @@ class TiDBVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[str]:
         """Async :meth:`add_texts`."""
-        return await self._arun(self._op_add(texts, metadatas, ids, None, batch_size))  # type: ignore[no-any-return]
+        return await self._arun(self._op_add(texts, metadatas, ids, None, batch_size))
 
     def add_embeddings(
         self,
@@ -616,7 +633,7 @@ class TiDBVectorStore(VectorStore):
         batch_size: int | None = None,
     ) -> list[str]:
         """Upsert texts with precomputed vectors (no embedding calls); returns the ids."""
-        return self._run(self._op_add(texts, metadatas, ids, embeddings, batch_size))  # type: ignore[no-any-return]
+        return self._run(self._op_add(texts, metadatas, ids, embeddings, batch_size))
 
     async def aadd_embeddings(
         self,
@@ -628,9 +645,7 @@ class TiDBVectorStore(VectorStore):
         batch_size: int | None = None,
     ) -> list[str]:
         """Async :meth:`add_embeddings`."""
-        return await self._arun(  # type: ignore[no-any-return]
-            self._op_add(texts, metadatas, ids, embeddings, batch_size)
-        )
+        return await self._arun(self._op_add(texts, metadatas, ids, embeddings, batch_size))
 
     # ------------------------------------------------------------------ reads by id, deletes
 
@@ -651,11 +666,11 @@ class TiDBVectorStore(VectorStore):
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """Documents for these ids, in input order; missing ids are skipped."""
-        return self._run(self._op_get_by_ids(ids))  # type: ignore[no-any-return]
+        return self._run(self._op_get_by_ids(ids))
 
     async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """Async :meth:`get_by_ids`."""
-        return await self._arun(self._op_get_by_ids(ids))  # type: ignore[no-any-return]
+        return await self._arun(self._op_get_by_ids(ids))
 
     def _op_delete(self, ids: list[str] | None, filter: Mapping[str, Any] | None) -> Op[bool]:
         if ids is None and not filter:
@@ -684,20 +699,28 @@ class TiDBVectorStore(VectorStore):
         return True
 
     def delete(
-        self, ids: list[str] | None = None, *, filter: Mapping[str, Any] | None = None, **kwargs: Any
+        self,
+        ids: list[str] | None = None,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        **kwargs: Any,
     ) -> bool | None:
         """Delete by ids, by metadata filter, or both. Missing ids are fine.
 
         Raises:
             ValueError: when neither ids nor filter is given (use :meth:`clear`).
         """
-        return self._run(self._op_delete(ids, filter))  # type: ignore[no-any-return]
+        return self._run(self._op_delete(ids, filter))
 
     async def adelete(
-        self, ids: list[str] | None = None, *, filter: Mapping[str, Any] | None = None, **kwargs: Any
+        self,
+        ids: list[str] | None = None,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        **kwargs: Any,
     ) -> bool | None:
         """Async :meth:`delete`."""
-        return await self._arun(self._op_delete(ids, filter))  # type: ignore[no-any-return]
+        return await self._arun(self._op_delete(ids, filter))
 
     def _op_clear(self) -> Op[None]:
         info = yield from self._op_table_info()
@@ -736,7 +759,7 @@ class TiDBVectorStore(VectorStore):
             rows = yield Read(self._queries().count())
             return int(rows[0][0])
 
-        return self._run(op())  # type: ignore[no-any-return]
+        return self._run(op())
 
     # ------------------------------------------------------------------ search
 
@@ -833,7 +856,7 @@ class TiDBVectorStore(VectorStore):
             filter_strategy: override the store's "pre" / "post" / "auto" for this call.
             **kwargs: ignored (accepted for retriever compatibility).
         """
-        return self._run(self._op_search_text(query, k, filter, filter_strategy))  # type: ignore[no-any-return]
+        return self._run(self._op_search_text(query, k, filter, filter_strategy))
 
     async def asimilarity_search_with_score(
         self,
@@ -845,7 +868,7 @@ class TiDBVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[tuple[Document, float]]:
         """Async :meth:`similarity_search_with_score`."""
-        return await self._arun(self._op_search_text(query, k, filter, filter_strategy))  # type: ignore[no-any-return]
+        return await self._arun(self._op_search_text(query, k, filter, filter_strategy))
 
     def similarity_search(
         self,
@@ -889,7 +912,7 @@ class TiDBVectorStore(VectorStore):
         filter_strategy: FilterStrategy | None = None,
     ) -> list[tuple[Document, float]]:
         """The k nearest documents to a vector, with distances."""
-        return self._run(self._op_by_vector(embedding, k, filter, filter_strategy))  # type: ignore[no-any-return]
+        return self._run(self._op_by_vector(embedding, k, filter, filter_strategy))
 
     async def asimilarity_search_with_score_by_vector(
         self,
@@ -900,7 +923,7 @@ class TiDBVectorStore(VectorStore):
         filter_strategy: FilterStrategy | None = None,
     ) -> list[tuple[Document, float]]:
         """Async :meth:`similarity_search_with_score_by_vector`."""
-        return await self._arun(self._op_by_vector(embedding, k, filter, filter_strategy))  # type: ignore[no-any-return]
+        return await self._arun(self._op_by_vector(embedding, k, filter, filter_strategy))
 
     def similarity_search_by_vector(
         self,
@@ -989,7 +1012,7 @@ class TiDBVectorStore(VectorStore):
         op = self._op_mmr(
             embedding, None, k, fetch_k, lambda_mult, filter, kwargs.get("filter_strategy")
         )
-        return self._run(op)  # type: ignore[no-any-return]
+        return self._run(op)
 
     async def amax_marginal_relevance_search_by_vector(
         self,
@@ -1004,7 +1027,7 @@ class TiDBVectorStore(VectorStore):
         op = self._op_mmr(
             embedding, None, k, fetch_k, lambda_mult, filter, kwargs.get("filter_strategy")
         )
-        return await self._arun(op)  # type: ignore[no-any-return]
+        return await self._arun(op)
 
     def max_marginal_relevance_search(
         self,
@@ -1019,7 +1042,7 @@ class TiDBVectorStore(VectorStore):
         op = self._op_mmr(
             None, query, k, fetch_k, lambda_mult, filter, kwargs.get("filter_strategy")
         )
-        return self._run(op)  # type: ignore[no-any-return]
+        return self._run(op)
 
     async def amax_marginal_relevance_search(
         self,
@@ -1034,7 +1057,7 @@ class TiDBVectorStore(VectorStore):
         op = self._op_mmr(
             None, query, k, fetch_k, lambda_mult, filter, kwargs.get("filter_strategy")
         )
-        return await self._arun(op)  # type: ignore[no-any-return]
+        return await self._arun(op)
 
     # ------------------------------------------------------------------ index operations
 
@@ -1090,7 +1113,7 @@ class TiDBVectorStore(VectorStore):
             rows = yield Read(indexes.INDEX_STATUS_SQL, {"table": self.table_name})
             return [dict(r._mapping) for r in rows]
 
-        return self._run(op())  # type: ignore[no-any-return]
+        return self._run(op())
 
     def explain(self, query: str | Sequence[float], k: int = 4) -> indexes.ExplainResult:
         """Ask TiDB's optimiser whether the kNN query for ``query`` uses the vector index."""
@@ -1108,7 +1131,7 @@ class TiDBVectorStore(VectorStore):
             rows = yield Read(sql, dict(compiled.params))
             return indexes.explain_result(list(rows), sql)
 
-        return self._run(op())  # type: ignore[no-any-return]
+        return self._run(op())
 
     def knn_sql(self, k: int = 4) -> str:
         """The kNN statement this store sends (query vector as a placeholder), for inspection."""

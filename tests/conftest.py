@@ -22,7 +22,9 @@ def _has_tiflash(url: str) -> bool:
     try:
         with engine.connect() as conn:
             n = conn.execute(
-                sa.text("SELECT COUNT(*) FROM INFORMATION_SCHEMA.CLUSTER_INFO WHERE TYPE = 'tiflash'")
+                sa.text(
+                    "SELECT COUNT(*) FROM INFORMATION_SCHEMA.CLUSTER_INFO WHERE TYPE = 'tiflash'"
+                )
             ).scalar()
         return bool(n)
     except sa.exc.DBAPIError:

@@ -1,12 +1,13 @@
 """Command line for the local stand-ins.
 
-    python -m langchain_tidb_bedrock.local tidb {build,start,stop,status}
-    python -m langchain_tidb_bedrock.local bedrock [--port N] [--latency SECONDS]
+python -m langchain_tidb_bedrock.local tidb {build,start,stop,status}
+python -m langchain_tidb_bedrock.local bedrock [--port N] [--latency SECONDS]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -77,9 +78,11 @@ def _tidb(args: argparse.Namespace) -> int:
         print("not running")
         return 1
     url = f"http://127.0.0.1:{state['status_port']}/status"
-    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback
+    with urllib.request.urlopen(url, timeout=5) as resp:
         info = json.loads(resp.read())
-    print(f"running: mysql+pymysql://root@127.0.0.1:{state['port']}/test  {info.get('version', '')}")
+    print(
+        f"running: mysql+pymysql://root@127.0.0.1:{state['port']}/test  {info.get('version', '')}"
+    )
     return 0
 
 
@@ -88,10 +91,8 @@ def _bedrock(args: argparse.Namespace) -> int:
 
     server = LocalBedrock(host=args.host, port=args.port, latency=args.latency)
     print(f"LocalBedrock (a local stand-in, not a model) at http://{args.host}:{args.port}")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

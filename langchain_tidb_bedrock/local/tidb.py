@@ -88,7 +88,7 @@ def build_tidb_server(*, quiet: bool = False) -> Path:
     """
     env = {**os.environ, "TIDB_VER": _version(), "LTB_CACHE_DIR": str(cache_dir())}
     proc = subprocess.run(  # noqa: S603 - our own script, fixed arguments
-        ["bash", str(_BUILD_SCRIPT)],
+        [shutil.which("bash") or "/bin/bash", str(_BUILD_SCRIPT)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL if quiet else None,
@@ -194,8 +194,9 @@ class LocalTiDB:
         binary = self.binary or find_tidb_server()
         if binary is None or not Path(binary).is_file():
             msg = (
-                "tidb-server is not built yet. Build it once (10-25 min, needs Go and a C compiler) "
-                "with `python -m langchain_tidb_bedrock.local tidb build` or `make tidb`, "
+                "tidb-server is not built yet. Build it once (5-25 min, needs Go and a C "
+                "compiler) with `python -m langchain_tidb_bedrock.local tidb build` "
+                "or `make tidb`, "
                 "or set TIDB_SERVER_BIN to an existing binary, or TIDB_URL to a running TiDB."
             )
             raise LocalTiDBError(msg)
@@ -245,7 +246,7 @@ class LocalTiDB:
                 msg = f"tidb-server exited with code {code} during start-up.{self._log_tail()}"
                 raise LocalTiDBError(msg)
             try:
-                with urllib.request.urlopen(status, timeout=2) as resp:  # noqa: S310 - loopback
+                with urllib.request.urlopen(status, timeout=2) as resp:
                     if resp.status == 200:
                         conn = pymysql.connect(
                             host="127.0.0.1", port=self.port, user="root", connect_timeout=5

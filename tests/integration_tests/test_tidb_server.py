@@ -24,13 +24,16 @@ def test_vector_roundtrip_and_exact_knn(tidb_engine: sa.Engine, table_name: str)
     with tidb_engine.connect() as conn:
         stored = conn.execute(sa.text(f"SELECT v FROM `{table_name}` WHERE id = 2")).scalar()
         assert stored == "[0.9,0.1,0]"
-        cos = conn.execute(
-            sa.text(
-                f"SELECT id FROM `{table_name}` "
-                "ORDER BY VEC_COSINE_DISTANCE(v, :q) LIMIT 3"
-            ),
-            {"q": "[1, 0.1, 0]"},
-        ).scalars().all()
+        cos = (
+            conn.execute(
+                sa.text(
+                    f"SELECT id FROM `{table_name}` ORDER BY VEC_COSINE_DISTANCE(v, :q) LIMIT 3"
+                ),
+                {"q": "[1, 0.1, 0]"},
+            )
+            .scalars()
+            .all()
+        )
         expected = sorted(ROWS, key=lambda k: _cosine(ROWS[k], [1, 0.1, 0]))[:3]
         assert cos == expected == [2, 1, 3]
         l2 = conn.execute(
@@ -59,9 +62,11 @@ def test_vector_functions_match_reference(tidb_engine: sa.Engine) -> None:
 def test_wrong_dimension_insert_is_rejected(tidb_engine: sa.Engine, table_name: str) -> None:
     with tidb_engine.begin() as conn:
         conn.execute(sa.text(f"CREATE TABLE `{table_name}` (id INT PRIMARY KEY, v VECTOR(3))"))
-    with pytest.raises(sa.exc.DBAPIError, match="vector has 2 dimensions, does not fit VECTOR"):
-        with tidb_engine.begin() as conn:
-            conn.execute(sa.text(f"INSERT INTO `{table_name}` VALUES (1, '[1, 2]')"))
+    with (
+        pytest.raises(sa.exc.DBAPIError, match="vector has 2 dimensions, does not fit VECTOR"),
+        tidb_engine.begin() as conn,
+    ):
+        conn.execute(sa.text(f"INSERT INTO `{table_name}` VALUES (1, '[1, 2]')"))
 
 
 def test_vector_index_needs_tiflash(
@@ -69,14 +74,13 @@ def test_vector_index_needs_tiflash(
 ) -> None:
     if tidb_has_tiflash:
         pytest.skip("this server has TiFlash: the index is created, see the tiflash-marked tests")
-    with pytest.raises(sa.exc.DBAPIError) as info:
-        with tidb_engine.begin() as conn:
-            conn.execute(
-                sa.text(
-                    f"CREATE TABLE `{table_name}` (id INT PRIMARY KEY, v VECTOR(3),"
-                    " VECTOR INDEX idx_v ((VEC_COSINE_DISTANCE(v))))"
-                )
+    with pytest.raises(sa.exc.DBAPIError) as info, tidb_engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                f"CREATE TABLE `{table_name}` (id INT PRIMARY KEY, v VECTOR(3),"
+                " VECTOR INDEX idx_v ((VEC_COSINE_DISTANCE(v))))"
             )
+        )
     assert info.value.orig.args[0] == 8200
     assert "TiFlash" in str(info.value.orig.args[1])
 
@@ -90,11 +94,15 @@ def test_vector_index_with_tiflash(tidb_engine: sa.Engine, table_name: str) -> N
                 " VECTOR INDEX idx_v ((VEC_COSINE_DISTANCE(v))))"
             )
         )
-        names = conn.execute(
-            sa.text(
-                "SELECT INDEX_NAME FROM INFORMATION_SCHEMA.TIDB_INDEXES"
-                " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t"
-            ),
-            {"t": table_name},
-        ).scalars().all()
+        names = (
+            conn.execute(
+                sa.text(
+                    "SELECT INDEX_NAME FROM INFORMATION_SCHEMA.TIDB_INDEXES"
+                    " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t"
+                ),
+                {"t": table_name},
+            )
+            .scalars()
+            .all()
+        )
     assert "idx_v" in names

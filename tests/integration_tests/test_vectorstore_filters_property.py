@@ -1,4 +1,4 @@
-"""Property: filtered search equals a plain-Python reference on the same rows, in both strategies."""
+"""Property: filtered search equals a Python reference on the same rows, in both strategies."""
 
 from __future__ import annotations
 
@@ -19,8 +19,13 @@ DIM = 6
 
 @pytest.fixture(scope="module")
 def store(tidb_url: str) -> Iterator[TiDBVectorStore]:
-    s = TiDBVectorStore(None, connection_string=tidb_url, table_name=f"prop_{uuid.uuid4().hex[:10]}",
-                        embedding_dimension=DIM, batch_size=64)
+    s = TiDBVectorStore(
+        None,
+        connection_string=tidb_url,
+        table_name=f"prop_{uuid.uuid4().hex[:10]}",
+        embedding_dimension=DIM,
+        batch_size=64,
+    )
     yield s
     s.drop_table()
     s.close()
@@ -35,8 +40,11 @@ def _cosine(matrix: np.ndarray, q: np.ndarray) -> np.ndarray:
     return 1 - matrix @ q / (np.linalg.norm(matrix, axis=1) * np.linalg.norm(q))
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     metas=st.lists(metadata_strategy(), min_size=1, max_size=90),
     filter=filter_strategy(),
@@ -51,7 +59,7 @@ def test_filtered_search_matches_reference(
     ids = [str(i) for i in range(len(metas))]
     store.add_embeddings([f"row {i}" for i in ids], vectors[:-1], metas, ids=ids)
     query = vectors[-1]
-    expected_ids = [i for i, m in zip(ids, metas) if matches(filter, m)]
+    expected_ids = [i for i, m in zip(ids, metas, strict=True) if matches(filter, m)]
     distances = _cosine(vectors[:-1], query)
     expected = sorted(distances[int(i)] for i in expected_ids)[:k]
     for strategy in ("pre", "post"):

@@ -31,7 +31,11 @@ def test_url_from_tidb_env_vars() -> None:
     )
     assert url is not None
     assert (url.host, url.port, url.username, url.password, url.database) == (
-        CLOUD, 4000, "abc.root", "p@ss:/word", "rag"
+        CLOUD,
+        4000,
+        "abc.root",
+        "p@ss:/word",
+        "rag",
     )
     assert url.drivername == "mysql+pymysql"
     assert "p@ss" not in redact(url)
@@ -49,8 +53,10 @@ def test_bad_port_is_named() -> None:
         tidb_url_from_env({"TIDB_HOST": "h", "TIDB_PORT": "abc"})
 
 
-@pytest.mark.parametrize(("host", "loop"), [("127.0.0.1", True), ("localhost", True),
-                                           ("::1", True), (CLOUD, False), ("10.0.0.5", False)])
+@pytest.mark.parametrize(
+    ("host", "loop"),
+    [("127.0.0.1", True), ("localhost", True), ("::1", True), (CLOUD, False), ("10.0.0.5", False)],
+)
 def test_loopback_detection(host: str, loop: bool) -> None:
     assert is_loopback(host) is loop
 
