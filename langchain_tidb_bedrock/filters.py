@@ -1,0 +1,337 @@
+r"""Mongo-style metadata filters compiled to TiDB JSON predicates.
+
+A filter is a dict. Keys starting with ``$`` are logical operators (``$and``, ``$or``: a
+non-empty list of filters; ``$not``: one filter); other keys are field paths, with dots for
+nesting (``"a.b"``). A field maps to a scalar (shorthand for ``$eq``) or to a dict of
+operators, all of which must hold: ``$eq $ne $gt $gte $lt $lte $in $nin $between $exists
+$like $not``. Several keys at one level are ANDed.
+
+Semantics (identical in SQL and in ``tests/filter_reference.py``):
+
+* JSON typing is exact: the string ``"1"`` is not the number ``1``, ``True`` is not ``1``,
+  ``1 == 1.0``. ``$eq: None`` matches a present JSON ``null``. Integers compare exactly with
+  integers (64-bit signed or unsigned); an integer against a float compares as two doubles,
+  as TiDB's JSON comparison does (so ``2**53 + 1 == 2.0**53``).
+* Range operators (``$gt $gte $lt $lte $between``) take a number or a string and match only
+  stored values of the same kind; strings compare by code point.
+* ``$like`` is SQL ``LIKE`` (``%``, ``_``, ``\\`` escapes the next character), case-sensitive,
+  on string values only.
+* A missing field (or a path through a non-object) matches only ``$ne``, ``$nin``,
+  ``$exists: False`` and negations; everything else is false for it.
+* Every SQL atom is wrapped so it is TRUE or FALSE, never NULL, so ``$not`` and ``$or`` follow
+  two-valued logic exactly like the Python reference.
+
+Every value and every JSON path is a bound parameter; nothing from the filter is pasted
+into SQL text. The whole filter is validated before any SQL is built.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+__all__ = [
+    "FIELD_OPERATORS",
+    "LOGICAL_OPERATORS",
+    "FilterError",
+    "compile_filter",
+    "validate_filter",
+]
+
+_RANGE_OPS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+LOGICAL_OPERATORS = frozenset({"$and", "$or", "$not"})
+FIELD_OPERATORS = frozenset(
+    {"$eq", "$ne", *_RANGE_OPS, "$in", "$nin", "$between", "$exists", "$like", "$not"}
+)
+
+# Unicode word characters, hyphen and space: nothing that could end a quoted JSON path
+# segment or act as a path wildcard (quotes, backslash, $, *, [, ., etc.).
+_SEGMENT_RE = re.compile(r"^[\w\- ]+$")
+# Integers TiDB stores exactly in JSON (int64 / uint64); larger ones would become doubles.
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+_MAX_DEPTH = 64
+
+_NUMERIC_TYPES = ("INTEGER", "UNSIGNED INTEGER", "DOUBLE", "DECIMAL")
+
+
+class FilterError(ValueError):
+    """A malformed metadata filter; the message names the bad part and where it is."""
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _where(loc: str) -> str:
+    return f" at {loc}" if loc else " at top level"
+
+
+def _check_path(key: object, loc: str) -> list[str]:
+    if not isinstance(key, str):
+        raise FilterError(f"filter key {key!r}{_where(loc)} must be a string")
+    segments = key.split(".")
+    for seg in segments:
+        if not _SEGMENT_RE.match(seg):
+            raise FilterError(
+                f"invalid field name {key!r}{_where(loc)}: each dot-separated segment must be "
+                "non-empty letters, digits, '_', '-' or space (no quotes, '$', '*', '[' or '\\')"
+            )
+    return segments
+
+
+def _check_scalar(value: object, where: str) -> None:
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise FilterError(f"integer {value} {where} is outside the 64-bit range TiDB stores")
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise FilterError(f"non-finite number {value!r} {where}")
+        return
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise FilterError(f"string {value!r} {where} is not valid UTF-8") from exc
+        return
+    if isinstance(value, (list, tuple, set)):
+        raise FilterError(f"list value {value!r} {where}: use $in for a list")
+    raise FilterError(
+        f"unsupported value {value!r} of type {type(value).__name__} {where}; "
+        "expected str, int, float, bool or None"
+    )
+
+
+def _check_orderable(value: object, where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise FilterError(f"{where} needs a number or a string, got {value!r}")
+    _check_scalar(value, where)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _validate_operators(ops: Mapping[Any, Any], loc: str, depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        raise FilterError(f"filter nested deeper than {_MAX_DEPTH} levels{_where(loc)}")
+    if not ops:
+        raise FilterError(f"empty operator dict{_where(loc)}")
+    for op, arg in ops.items():
+        where = f"for {op!r}{_where(loc)}"
+        if op in ("$eq", "$ne"):
+            _check_scalar(arg, where)
+        elif op in _RANGE_OPS:
+            _check_orderable(arg, where)
+        elif op in ("$in", "$nin"):
+            if not isinstance(arg, (list, tuple)):
+                raise FilterError(f"{op} needs a list{_where(loc)}, got {arg!r}")
+            for item in arg:
+                _check_scalar(item, where)
+        elif op == "$between":
+            if not isinstance(arg, (list, tuple)) or len(arg) != 2:
+                raise FilterError(f"$between needs a [low, high] pair{_where(loc)}, got {arg!r}")
+            for item in arg:
+                _check_orderable(item, where)
+            if _is_number(arg[0]) != _is_number(arg[1]):
+                raise FilterError(
+                    f"$between bounds must be both numbers or both strings{_where(loc)}"
+                )
+        elif op == "$exists":
+            if not isinstance(arg, bool):
+                raise FilterError(f"$exists needs True or False{_where(loc)}, got {arg!r}")
+        elif op == "$like":
+            if not isinstance(arg, str):
+                raise FilterError(f"$like needs a string pattern{_where(loc)}, got {arg!r}")
+            _check_scalar(arg, where)
+        elif op == "$not":
+            if not isinstance(arg, Mapping):
+                raise FilterError(
+                    f"field-level $not needs an operator dict{_where(loc)}, got {arg!r}"
+                )
+            _validate_operators(arg, f"{loc}.$not", depth + 1)
+        else:
+            supported = ", ".join(sorted(FIELD_OPERATORS))
+            raise FilterError(f"unknown operator {op!r}{_where(loc)}; supported: {supported}")
+
+
+def _validate(node: object, loc: str, depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        raise FilterError(f"filter nested deeper than {_MAX_DEPTH} levels{_where(loc)}")
+    if not isinstance(node, Mapping):
+        raise FilterError(f"a filter must be a dict{_where(loc)}, got {node!r}")
+    for key, value in node.items():
+        sub = f"{loc}.{key}" if loc else str(key)
+        if isinstance(key, str) and key.startswith("$"):
+            if key in ("$and", "$or"):
+                if not isinstance(value, (list, tuple)) or not value:
+                    raise FilterError(f"{key} needs a non-empty list of filters{_where(loc)}")
+                for i, item in enumerate(value):
+                    _validate(item, f"{sub}[{i}]", depth + 1)
+            elif key == "$not":
+                _validate(value, sub, depth + 1)
+            else:
+                raise FilterError(
+                    f"unknown logical operator {key!r}{_where(loc)}; "
+                    "supported: $and, $or, $not (field operators go inside {field: {...}})"
+                )
+            continue
+        _check_path(key, loc)
+        if isinstance(value, Mapping):
+            _validate_operators(value, sub, depth + 1)
+        else:
+            _check_scalar(value, f"for field {key!r}{_where(loc)}")
+
+
+def validate_filter(filter: Mapping[str, Any] | None) -> None:
+    """Validate a metadata filter without building SQL.
+
+    Args:
+        filter: The filter dict, or None.
+
+    Raises:
+        FilterError: On any malformed part: unknown operator, bad field name, bad value.
+    """
+    if filter is None:
+        return
+    _validate(filter, "", 0)
+
+
+# --------------------------------------------------------------------------- compilation
+
+
+def _json_path(segments: list[str]) -> str:
+    # Segments are validated (no quotes/backslashes), so plain double quotes are safe.
+    return "$" + "".join(f'."{seg}"' for seg in segments)
+
+
+def _bind(value: Any, type_: Any = sa.String) -> sa.BindParameter[Any]:
+    # Explicit type: a JSON-typed column would otherwise json-serialize the bound value again.
+    return sa.bindparam(None, value, type_=type_)
+
+
+def _json_value(value: Any) -> sa.ColumnElement[Any]:
+    # The value travels as its JSON text and is parsed server-side, so the comparison is
+    # JSON-typed (number vs number, string vs string) rather than SQL-coerced.
+    return sa.cast(_bind(json.dumps(value, ensure_ascii=False, allow_nan=False)), sa.JSON)
+
+
+def _op(
+    left: sa.ColumnElement[Any], op: str, right: sa.ColumnElement[Any]
+) -> sa.ColumnElement[bool]:
+    return left.op(op, is_comparison=True)(right)
+
+
+def _is_type(jtype: sa.ColumnElement[Any], *names: str) -> sa.ColumnElement[bool]:
+    return jtype.in_([_bind(n) for n in names])
+
+
+def _never_null(expr: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    # JSON_EXTRACT of a missing path is SQL NULL; force FALSE so NOT / OR stay two-valued.
+    return sa.func.coalesce(expr, sa.false(), type_=sa.Boolean)
+
+
+class _Field:
+    """SQL pieces for one field path, built once per field."""
+
+    def __init__(self, meta: sa.ColumnElement[Any], segments: list[str]) -> None:
+        self.value: sa.ColumnElement[Any] = sa.func.JSON_EXTRACT(
+            meta, _bind(_json_path(segments)), type_=sa.types.NullType
+        )
+        self.jtype: sa.ColumnElement[Any] = sa.func.JSON_TYPE(self.value, type_=sa.String)
+
+    def kind_of(self, value: Any) -> sa.ColumnElement[bool]:
+        # TiDB orders JSON values of different types by type precedence (so "1" > 0 is
+        # true there); guarding on JSON_TYPE keeps comparisons within one kind.
+        if value is None:
+            return _is_type(self.jtype, "NULL")
+        if isinstance(value, bool):
+            return _is_type(self.jtype, "BOOLEAN")
+        if isinstance(value, str):
+            return _is_type(self.jtype, "STRING")
+        return _is_type(self.jtype, *_NUMERIC_TYPES)
+
+    def compare(self, op: str, value: Any) -> sa.ColumnElement[bool]:
+        if value is None:  # only $eq/$ne reach here with None; JSON null has one value
+            return _never_null(self.kind_of(None))
+        return _never_null(sa.and_(self.kind_of(value), _op(self.value, op, _json_value(value))))
+
+    def eq(self, value: Any) -> sa.ColumnElement[bool]:
+        return self.compare("=", value)
+
+    def like(self, pattern: str) -> sa.ColumnElement[bool]:
+        # utf8mb4_bin: case-sensitive, and '_' matches one character (not one byte).
+        text = sa.func.JSON_UNQUOTE(self.value, type_=sa.String).collate("utf8mb4_bin")
+        return _never_null(sa.and_(self.kind_of(""), text.like(_bind(pattern))))
+
+    def exists(self) -> sa.ColumnElement[bool]:
+        return self.value.is_not(None)
+
+
+def _compile_operators(field: _Field, ops: Mapping[str, Any]) -> sa.ColumnElement[bool]:
+    parts: list[sa.ColumnElement[bool]] = []
+    for op, arg in ops.items():
+        if op == "$eq":
+            parts.append(field.eq(arg))
+        elif op == "$ne":
+            parts.append(sa.not_(field.eq(arg)))
+        elif op in _RANGE_OPS:
+            parts.append(field.compare(_RANGE_OPS[op], arg))
+        elif op in ("$in", "$nin"):
+            hit = sa.or_(sa.false(), *(field.eq(v) for v in arg))
+            parts.append(hit if op == "$in" else sa.not_(hit))
+        elif op == "$between":
+            parts.append(sa.and_(field.compare(">=", arg[0]), field.compare("<=", arg[1])))
+        elif op == "$exists":
+            parts.append(field.exists() if arg else sa.not_(field.exists()))
+        elif op == "$like":
+            parts.append(field.like(arg))
+        elif op == "$not":
+            parts.append(sa.not_(_compile_operators(field, arg)))
+        else:  # pragma: no cover - validation rejects unknown operators first
+            raise FilterError(f"unknown operator {op!r}")
+    return sa.and_(*parts)
+
+
+def _compile(node: Mapping[str, Any], meta: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    parts: list[sa.ColumnElement[bool]] = []
+    for key, value in node.items():
+        if key in ("$and", "$or"):
+            children = [_compile(child, meta) for child in value]
+            parts.append(sa.and_(*children) if key == "$and" else sa.or_(*children))
+        elif key == "$not":
+            parts.append(sa.not_(_compile(value, meta)))
+        else:
+            field = _Field(meta, key.split("."))
+            parts.append(
+                _compile_operators(field, value) if isinstance(value, Mapping) else field.eq(value)
+            )
+    return sa.and_(sa.true(), *parts)
+
+
+def compile_filter(
+    filter: Mapping[str, Any] | None,
+    meta: sa.ColumnElement[Any],
+) -> sa.ColumnElement[bool] | None:
+    """Compile a metadata filter to a SQLAlchemy boolean expression over a JSON column.
+
+    Args:
+        filter: The filter dict; None or ``{}`` means no filter.
+        meta: The JSON metadata column (MySQL/TiDB dialect).
+
+    Returns:
+        A boolean expression that is never SQL NULL, or None when there is nothing to filter.
+
+    Raises:
+        FilterError: If any part of the filter is malformed (checked before building SQL).
+    """
+    validate_filter(filter)
+    if not filter:
+        return None
+    return _compile(filter, meta)
