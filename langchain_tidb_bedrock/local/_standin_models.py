@@ -19,11 +19,13 @@ import numpy as np
 PREFIX = "(LocalBedrock stand-in) "
 I_DONT_KNOW = PREFIX + "I don't know based on the provided context."
 
-_WORD = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
+_WORD = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?")
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _PASSAGE = re.compile(r"^\s*\[(\d+)\]\s+(.*)$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _SPECIAL = re.compile(r"<\|[a-z_]+\|>")
+# Provenance lines such as "(source: docs/tidb.md, chunk 0)" are not content to quote.
+_SOURCE_LINE = re.compile(r"^\s*\(source:.*\)\s*$", re.IGNORECASE)
 
 STOP_WORDS = frozenset(
     """a about above after again against all am an and any are as at be because been before being
@@ -33,7 +35,7 @@ STOP_WORDS = frozenset(
     own same she should so some such than that the their theirs them themselves then there these
     they this those through to too under until up very was we were what when where which while who
     whom why will with would you your yours yourself yourselves s t don ll m re ve d y
-    tell please explain describe give me list""".split()
+    tell please explain describe give me list""".split()  # noqa: SIM905 - a word block reads better
 )
 
 _WORD_WEIGHT = 1.0
@@ -116,6 +118,8 @@ def _passages(text: str) -> list[tuple[str, str]]:
             if current is not None:
                 found.append((label, " ".join(current)))
             label, current = match.group(1), [match.group(2).strip()]
+        elif current is not None and _SOURCE_LINE.match(line):
+            continue
         elif current is not None and line.strip():
             current.append(line.strip())
         elif current is not None:
@@ -146,8 +150,8 @@ def answer(text: str, last_user: str) -> str:
     scored: list[tuple[int, int, str, str]] = []
     order = 0
     for label, passage in _passages(text):
-        for sentence in _SENTENCE_END.split(passage):
-            sentence = sentence.strip()
+        for raw in _SENTENCE_END.split(passage):
+            sentence = raw.strip()
             if not sentence:
                 continue
             overlap = len(asked & set(content_words(sentence)))
@@ -169,7 +173,7 @@ def rewrite(text: str) -> str:
     """Standalone question: the follow-up plus the last human turn's missing content words."""
     follow_up = _section(text, "Follow-up question:") or ""
     start = text.rfind("Chat history:")
-    history = text[start:].split("Follow-up question:")[0] if start >= 0 else ""
+    history = text[start:].split("Follow-up question:", maxsplit=1)[0] if start >= 0 else ""
     human = ""
     for line in history.splitlines():
         match = re.match(r"\s*(?:Human|User)\s*:\s*(.*)", line, re.IGNORECASE)

@@ -14,8 +14,24 @@ The "models" behind it are stand-ins, not models (see ``_standin_models``):
   question, each cited, prefixed with ``(LocalBedrock stand-in)``; or a rewritten standalone
   question when the prompt has a ``Follow-up question:``.
 
-Test knobs (thread-safe): ``latency``, ``throttle_rate``, ``throttle_every``, ``retry_after_ms``,
-``fail_next()``, ``stream_error_after()``; records: ``requests``, ``max_in_flight``; ``reset()``.
+Prompt contract of the Llama stand-in (the prompt is the system text plus the user turns, or the raw
+InvokeModel ``prompt``):
+
+* passages are lines starting ``[1] ``, ``[2] ``...; a passage runs on over the following lines
+  until the next ``[n] `` line or a blank line;
+* the question is the text after the last ``Question:`` (up to a blank line), else the last user
+  message;
+* answer: the 1-2 passage sentences sharing most non-stop-words with the question, each followed by
+  its ``[n]``, prefixed ``(LocalBedrock stand-in) ``; with no overlap:
+  ``(LocalBedrock stand-in) I don't know based on the provided context.``;
+* a prompt containing ``Follow-up question:`` gets only a standalone question: the follow-up plus
+  the content words of the last ``Human:`` line under ``Chat history:`` that it lacks.
+
+Test knobs (thread-safe): ``latency`` (seconds slept per request), ``throttle_rate`` (fraction of
+requests answered 429, spread evenly), ``throttle_every`` (every Nth request), ``retry_after_ms``
+(the 429's ``x-amz-retry-after``), ``fail_next(status, code, message, headers, times)``,
+``stream_error_after(n_events, code)``; records: ``requests`` (:class:`RecordedRequest`),
+``max_in_flight``; ``reset()`` clears them all.
 """
 
 from __future__ import annotations
@@ -123,11 +139,18 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out as separate writes
     server: _Server
+    record: RecordedRequest | None = None
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def start_response(self, status: int) -> None:
+        # Record the status before any byte goes out: a client may read ``requests`` right after.
+        if self.record is not None:
+            self.record.status = status
+        self.send_response(status)
+
+    def log_message(self, format: str, *args: Any) -> None:
         """Stay quiet; requests are recorded instead."""
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+    def do_POST(self) -> None:
         """Serve one bedrock-runtime operation."""
         self.server.owner._handle(self)
 
@@ -220,6 +243,8 @@ class LocalBedrock:
     def endpoint_url(self) -> str:
         """``http://host:port`` for ``endpoint_url=`` of boto3 / langchain-aws clients."""
         if self._server is None:
+            if self.port:  # a fixed port is known before binding
+                return f"http://{self.host}:{self.port}"
             msg = "LocalBedrock is not started; call start() or use it as a context manager"
             raise RuntimeError(msg)
         host, port = self._server.server_address[:2]
@@ -295,6 +320,7 @@ class LocalBedrock:
             time=time.time(),
             path=path,
         )
+        handler.record = record
         with self._lock:
             self._requests.append(record)
             self.in_flight += 1
@@ -307,10 +333,11 @@ class LocalBedrock:
                     raise _BedrockError(404, "UnknownOperationException", "")
                 self._inject_faults()
                 if raw and body is None:
-                    raise _invalid("Malformed input request, please reformat your input and try again.")
-                record.status = self._dispatch(handler, op, record.model_id, body)
+                    raise _invalid(
+                        "Malformed input request, please reformat your input and try again."
+                    )
+                self._dispatch(handler, op, record.model_id, body)
             except _BedrockError as err:
-                record.status = err.status
                 self._send_error(handler, err)
         except (BrokenPipeError, ConnectionResetError):
             handler.close_connection = True  # the client gave up (e.g. closed a stream early)
@@ -335,19 +362,20 @@ class LocalBedrock:
                 429, "ThrottlingException", THROTTLE_MESSAGE, {"x-amz-retry-after": retry_after}
             )
 
-    def _dispatch(self, handler: _Handler, op: str, model_id: str, body: Any) -> int:
+    def _dispatch(self, handler: _Handler, op: str, model_id: str, body: Any) -> None:
         kind = _model_kind(model_id)
         if kind == "titan":
             if op != "InvokeModel":
                 raise _invalid(UNSUPPORTED_OP_MESSAGE)
-            return self._titan(handler, body)
-        if op in ("InvokeModel", "InvokeModelWithResponseStream"):
-            return self._llama_invoke(handler, body, stream=op != "InvokeModel")
-        return self._converse(handler, body, stream=op == "ConverseStream")
+            self._titan(handler, body)
+        elif op in ("InvokeModel", "InvokeModelWithResponseStream"):
+            self._llama_invoke(handler, body, stream=op != "InvokeModel")
+        else:
+            self._converse(handler, body, stream=op == "ConverseStream")
 
     # ------------------------------------------------------------ models
 
-    def _titan(self, handler: _Handler, body: Any) -> int:
+    def _titan(self, handler: _Handler, body: Any) -> None:
         text, dims, normalize, types = _validate_titan(body)
         tokens = models.count_tokens(text)
         if tokens > _MAX_TITAN_TOKENS:
@@ -356,16 +384,18 @@ class LocalBedrock:
                 f"request input token count: {tokens}"
             )
         vector = models.embed(text, dims, normalize=normalize)
-        by_type: dict[str, Any] = {}
-        if "float" in types:
-            by_type["float"] = vector
+        # The float vector is serialised once and spliced in twice: this is the server's hot path.
+        floats = json.dumps(vector)
+        by_type = [f'"float": {floats}'] if "float" in types else []
         if "binary" in types:
-            by_type["binary"] = models.binary(vector)
-        payload = {"embedding": vector, "inputTextTokenCount": tokens, "embeddingsByType": by_type}
-        self._send_json(handler, payload, input_tokens=tokens, output_tokens=0)
-        return 200
+            by_type.append(f'"binary": {json.dumps(models.binary(vector))}')
+        data = (
+            f'{{"embedding": {floats}, "inputTextTokenCount": {tokens}, '
+            f'"embeddingsByType": {{{", ".join(by_type)}}}}}'
+        )
+        self._send_json(handler, data, input_tokens=tokens, output_tokens=0)
 
-    def _llama_invoke(self, handler: _Handler, body: Any, *, stream: bool) -> int:
+    def _llama_invoke(self, handler: _Handler, body: Any, *, stream: bool) -> None:
         prompt, max_gen_len = _validate_llama(body)
         started = time.monotonic()
         reply, reason = models.apply_limits(models.generate(prompt), max_tokens=max_gen_len)
@@ -380,7 +410,7 @@ class LocalBedrock:
                 "stop_reason": stop_reason,
             }
             self._send_json(handler, payload, input_tokens=in_tokens, output_tokens=len(parts))
-            return 200
+            return
 
         def chunks() -> Iterator[bytes]:
             for i, piece in enumerate(parts):
@@ -409,9 +439,8 @@ class LocalBedrock:
             )
 
         self._send_stream(handler, chunks(), {"X-Amzn-Bedrock-Content-Type": "application/json"})
-        return 200
 
-    def _converse(self, handler: _Handler, body: Any, *, stream: bool) -> int:
+    def _converse(self, handler: _Handler, body: Any, *, stream: bool) -> None:
         prompt, last_user, config = _validate_converse(body)
         started = time.monotonic()
         reply, reason = models.apply_limits(
@@ -433,32 +462,33 @@ class LocalBedrock:
                 "metrics": {"latencyMs": int((time.monotonic() - started) * 1000)},
             }
             self._send_json(handler, payload)
-            return 200
+            return
 
         def events() -> Iterator[bytes]:
             yield es.event("messageStart", {"role": "assistant"})
             for piece in parts:
-                yield es.event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": piece}})
+                yield es.event(
+                    "contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": piece}}
+                )
             yield es.event("contentBlockStop", {"contentBlockIndex": 0})
             yield es.event("messageStop", {"stopReason": reason})
             latency_ms = int((time.monotonic() - started) * 1000)
             yield es.event("metadata", {"usage": usage, "metrics": {"latencyMs": latency_ms}})
 
         self._send_stream(handler, events(), {})
-        return 200
 
     # ------------------------------------------------------------ responses
 
     @staticmethod
     def _send_json(
         handler: _Handler,
-        payload: Any,
+        payload: Any,  # a JSON-able object, or already-serialised JSON text
         *,
         input_tokens: int | None = None,
         output_tokens: int | None = None,
     ) -> None:
-        data = json.dumps(payload).encode()
-        handler.send_response(200)
+        data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
+        handler.start_response(200)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(data)))
         handler.send_header("x-amzn-RequestId", str(uuid.uuid4()))
@@ -474,19 +504,17 @@ class LocalBedrock:
     ) -> None:
         with self._lock:
             error = self._stream_errors.popleft() if self._stream_errors else None
-        handler.send_response(200)
+        handler.start_response(200)
         handler.send_header("Content-Type", "application/vnd.amazon.eventstream")
         handler.send_header("Transfer-Encoding", "chunked")
         handler.send_header("x-amzn-RequestId", str(uuid.uuid4()))
         for name, value in headers.items():
             handler.send_header(name, value)
         handler.end_headers()
-        sent = 0
-        for message in frames:
+        for sent, message in enumerate(frames):
             if error is not None and sent >= error.after:
                 break
             _write_chunk(handler, message)
-            sent += 1
         if error is not None:
             _write_chunk(handler, es.exception(error.code, error.message, **error.extra))
         handler.wfile.write(b"0\r\n\r\n")
@@ -494,7 +522,7 @@ class LocalBedrock:
     @staticmethod
     def _send_error(handler: _Handler, err: _BedrockError) -> None:
         data = json.dumps({"message": err.message, **err.extra}).encode()
-        handler.send_response(err.status)
+        handler.start_response(err.status)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(data)))
         handler.send_header("x-amzn-RequestId", str(uuid.uuid4()))
@@ -520,7 +548,9 @@ def _model_kind(model_id: str) -> str:
     """``"titan"`` or ``"llama"``; Bedrock's errors for unknown or profile-only ids."""
     bare = model_id
     if bare.startswith("arn:"):
-        bare = bare.split(":", 5)[-1].split("/", 1)[-1]  # foundation-model/... inference-profile/...
+        bare = bare.split(":", 5)[-1].split("/", 1)[
+            -1
+        ]  # foundation-model/... inference-profile/...
     if bare == TITAN_V2_MODEL_ID:
         return "titan"
     match = _LLAMA.fullmatch(bare)
@@ -599,8 +629,10 @@ def _validate_llama(body: Any) -> tuple[str, int]:
 def _validate_converse(body: Any) -> tuple[str, str, dict[str, Any]]:
     """The prompt text (system + user turns), the last user text and ``inferenceConfig``."""
     if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-        raise _invalid("1 validation error detected: Value null at 'messages' failed to satisfy "
-                       "constraint: Member must not be null")
+        raise _invalid(
+            "1 validation error detected: Value null at 'messages' failed to satisfy "
+            "constraint: Member must not be null"
+        )
     messages = body["messages"]
     if not messages:
         raise _invalid("The model returned the following errors: messages must not be empty")
@@ -616,8 +648,10 @@ def _validate_converse(body: Any) -> tuple[str, str, dict[str, Any]]:
                 "conversation alternates between user and assistant roles and try again."
             )
         if previous is None and role != "user":
-            raise _invalid("A conversation must start with a user message. Try again with a "
-                           "conversation that starts with a user message.")
+            raise _invalid(
+                "A conversation must start with a user message. Try again with a "
+                "conversation that starts with a user message."
+            )
         previous = role
         if role == "user":
             texts = [b["text"] for b in message.get("content") or [] if "text" in b]
@@ -628,7 +662,9 @@ def _validate_converse(body: Any) -> tuple[str, str, dict[str, Any]]:
             raise _invalid(f"Unknown inferenceConfig key: {key}")
     _number(config, "temperature", 0, 1)
     _number(config, "topP", 0, 1)
-    if "maxTokens" in config and (not isinstance(config["maxTokens"], int) or config["maxTokens"] < 1):
+    if "maxTokens" in config and (
+        not isinstance(config["maxTokens"], int) or config["maxTokens"] < 1
+    ):
         raise _invalid("The value of maxTokens must be a positive integer.")
     system = "\n".join(b["text"] for b in body.get("system") or [] if "text" in b)
     prompt = "\n\n".join([system, *user_texts]) if system else "\n\n".join(user_texts)

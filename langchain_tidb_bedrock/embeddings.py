@@ -1,0 +1,530 @@
+"""Titan Text Embeddings V2 on Amazon Bedrock, built for bulk ingestion.
+
+``BedrockTitanEmbeddings`` keeps langchain-aws ``BedrockEmbeddings``' fields and client setup but
+replaces its sequential, retry-less loop: requests run concurrently under an adaptive (AIMD)
+concurrency window, throttling and transient errors are retried with full-jitter backoff, and a
+final failure names the inputs that were not embedded instead of dropping them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Literal
+
+from botocore.config import Config
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+from langchain_aws import BedrockEmbeddings
+from langchain_aws.utils import create_aws_client
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
+from typing_extensions import Self
+
+from langchain_tidb_bedrock.aws_config import (
+    credentials_available,
+    is_local_endpoint,
+    require_aws,
+)
+
+__all__ = [
+    "DEFAULT_EMBEDDING_MODEL_ID",
+    "MAX_INPUT_CHARS",
+    "BedrockEmbeddingError",
+    "BedrockTitanEmbeddings",
+]
+
+DEFAULT_EMBEDDING_MODEL_ID = "amazon.titan-embed-text-v2:0"
+MAX_INPUT_CHARS = 50_000
+VALID_DIMENSIONS = (256, 512, 1024)
+
+_THROTTLE_CODES = {"ThrottlingException", "TooManyRequestsException"}
+_TRANSIENT_CODES = {
+    "ServiceUnavailableException",
+    "InternalServerException",
+    "ModelNotReadyException",
+    "ModelTimeoutException",
+    "ServiceUnavailable",
+    "InternalFailure",
+    "RequestTimeout",
+}
+_NETWORK_ERRORS = (
+    ReadTimeoutError,
+    ConnectTimeoutError,
+    ConnectionClosedError,
+    EndpointConnectionError,
+)
+
+
+class BedrockEmbeddingError(RuntimeError):
+    """Some inputs could not be embedded; ``failed_indices`` lists them (input positions)."""
+
+    def __init__(self, failed_indices: list[int], total: int, last_error: BaseException) -> None:
+        self.failed_indices = failed_indices
+        self.total = total
+        self.last_error = last_error
+        shown = ", ".join(map(str, failed_indices[:20])) + (
+            ", ..." if len(failed_indices) > 20 else ""
+        )
+        super().__init__(
+            f"{len(failed_indices)} of {total} texts were not embedded (input indices [{shown}]); "
+            f"last error: {type(last_error).__name__}: {last_error}"
+        )
+
+
+def _classify(err: BaseException) -> str | None:
+    """``"throttle"``, ``"transient"`` or None (not worth retrying)."""
+    if isinstance(err, ClientError):
+        code = err.response.get("Error", {}).get("Code", "")
+        if code in _THROTTLE_CODES:
+            return "throttle"
+        return "transient" if code in _TRANSIENT_CODES else None
+    return "transient" if isinstance(err, _NETWORK_ERRORS) else None
+
+
+def _retry_after(err: BaseException) -> float:
+    """The server's ``x-amz-retry-after`` hint in seconds (0 if none)."""
+    if not isinstance(err, ClientError):
+        return 0.0
+    headers = err.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    try:
+        return float(headers.get("x-amz-retry-after", 0)) / 1000.0
+    except ValueError:
+        return 0.0
+
+
+class _AdaptiveLimiter:
+    """AIMD concurrency window: halves on throttling, grows by ~1 per window of successes.
+
+    Requests in flight together are throttled together; like TCP's one cut per round trip, only a
+    request started after the last cut may cut again, so one burst of 429s halves the window once.
+    """
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = maximum
+        self.limit = float(maximum)
+        self._active = 0
+        self._epoch = 0
+        self._cond = threading.Condition()
+
+    def acquire(self) -> int:
+        """Wait for a slot; returns the epoch to hand back to :meth:`release`."""
+        with self._cond:
+            while self._active >= int(self.limit):
+                self._cond.wait()
+            self._active += 1
+            return self._epoch
+
+    def release(self, outcome: str, epoch: int) -> None:
+        """Free the slot; ``outcome`` is ``"ok"``, ``"throttle"`` or anything else."""
+        with self._cond:
+            self._active -= 1
+            if outcome == "throttle":
+                if epoch == self._epoch:
+                    self.limit = max(1.0, self.limit / 2)
+                    self._epoch += 1
+            elif outcome == "ok":
+                self.limit = min(float(self.maximum), self.limit + 1.0 / self.limit)
+            self._cond.notify_all()
+
+
+class BedrockTitanEmbeddings(BedrockEmbeddings):
+    """Amazon Titan Text Embeddings V2 on Bedrock, concurrent and throttling-tolerant.
+
+    Built on langchain-aws ``BedrockEmbeddings`` (same AWS fields and client), with concurrent
+    requests, deduplication, retries with an adaptive rate limiter, input checks and usage counts.
+
+    Setup:
+        Install ``langchain-tidb-bedrock`` and configure AWS credentials and a region with access
+        to ``amazon.titan-embed-text-v2:0``:
+
+        ```bash
+        pip install -U langchain-tidb-bedrock
+        export AWS_REGION=us-east-1
+        export AWS_ACCESS_KEY_ID=...  AWS_SECRET_ACCESS_KEY=...   # or AWS_PROFILE=...
+        ```
+
+        Offline, run ``python -m langchain_tidb_bedrock.local bedrock --port 8999`` and pass
+        ``endpoint_url="http://127.0.0.1:8999"``.
+
+    Key init args — embedding params:
+        model_id: str
+            Bedrock model id (default ``amazon.titan-embed-text-v2:0``, or the
+            ``BEDROCK_EMBEDDING_MODEL_ID`` environment variable).
+        dimensions: int
+            256, 512 or 1024 (default 1024).
+        normalize: bool
+            Titan's server-side ``normalize`` flag (default True).
+        on_long_text: Literal["truncate", "error"]
+            What to do with a text over 50,000 characters (default truncate, with a warning).
+
+    Key init args — client params:
+        region_name: str | None
+            AWS region; falls back to ``AWS_REGION`` / ``AWS_DEFAULT_REGION``.
+        credentials_profile_name: str | None
+            Named AWS profile.
+        endpoint_url: str | None
+            Custom endpoint, e.g. a LocalBedrock.
+        config: botocore.config.Config | None
+            Client config; its retry settings are replaced (retries are done here).
+        max_concurrency: int
+            Requests in flight at most (default 16).
+        max_retries: int
+            Retries per text on throttling / transient errors (default 8).
+
+    Instantiate:
+        ```python
+        from langchain_tidb_bedrock.embeddings import BedrockTitanEmbeddings
+
+        embeddings = BedrockTitanEmbeddings(
+            region_name="us-east-1",
+            dimensions=1024,
+            # endpoint_url="http://127.0.0.1:8999",  # LocalBedrock
+        )
+        ```
+
+    Embed single text:
+        ```python
+        vector = embeddings.embed_query("What is TiDB?")
+        vector[:3]
+        ```
+
+        ```python
+        [-0.0393, 0.0152, 0.0488]
+        ```
+
+    Embed multiple text:
+        ```python
+        vectors = embeddings.embed_documents(["TiDB is a SQL database.", "Bedrock hosts models."])
+        len(vectors), len(vectors[0])
+        ```
+
+        ```python
+        (2, 1024)
+        ```
+
+    Async:
+        ```python
+        vector = await embeddings.aembed_query("What is TiDB?")
+        vectors = await embeddings.aembed_documents(["TiDB", "Bedrock"])
+        ```
+    """
+
+    model_id: str = Field(
+        default_factory=lambda: (
+            os.environ.get("BEDROCK_EMBEDDING_MODEL_ID") or DEFAULT_EMBEDDING_MODEL_ID
+        )
+    )
+    """Bedrock model id; defaults to ``BEDROCK_EMBEDDING_MODEL_ID`` or Titan Text V2."""
+
+    dimensions: int = 1024
+    """Output dimensions: 256, 512 or 1024."""
+
+    normalize: bool = True
+    """Sent to Titan as its ``normalize`` flag (unit vectors); no client-side normalisation."""
+
+    max_concurrency: int = Field(default=16, ge=1)
+    """Requests in flight at most; the HTTP connection pool is sized to match."""
+
+    max_retries: int = Field(default=8, ge=0)
+    """Retries per text for throttling, 5xx, model-not-ready and timeouts."""
+
+    backoff_base: float = Field(default=0.25, gt=0)
+    """First retry's backoff ceiling in seconds (doubles per attempt, full jitter)."""
+
+    backoff_max: float = Field(default=20.0, gt=0)
+    """Largest backoff ceiling in seconds."""
+
+    on_long_text: Literal["truncate", "error"] = "truncate"
+    """Texts over 50,000 characters: ``"truncate"`` (with a warning) or ``"error"``."""
+
+    _pool: ThreadPoolExecutor | None = PrivateAttr(default=None)
+    _pool_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _limiter: _AdaptiveLimiter | None = PrivateAttr(default=None)
+    _usage_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _usage: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    @field_validator("dimensions")
+    @classmethod
+    def _check_dimensions(cls, value: int) -> int:
+        if value not in VALID_DIMENSIONS:
+            msg = f"dimensions must be one of {VALID_DIMENSIONS} for Titan Text V2, got {value}"
+            raise ValueError(msg)
+        return value
+
+    @model_validator(mode="after")
+    def validate_environment(self) -> Self:
+        """Check region/credentials early and build one client sized for the concurrency.
+
+        Overrides (by name) the parent's validator so only one client is built.
+        """
+        self._limiter = _AdaptiveLimiter(self.max_concurrency)
+        self.reset_usage()
+        if self.client is not None:
+            return self
+        keys = (self.aws_access_key_id, self.aws_secret_access_key)
+        has_keys = bool(keys[0] and keys[1])
+        if is_local_endpoint(self.endpoint_url):
+            # A LocalBedrock does not check signatures; sign with placeholders if nothing is set.
+            self.region_name = (
+                self.region_name
+                or os.environ.get("AWS_REGION")
+                or os.environ.get("AWS_DEFAULT_REGION")
+                or "us-east-1"
+            )
+            if not has_keys and not credentials_available(self.credentials_profile_name):
+                keys = (SecretStr("local"), SecretStr("local"))
+        else:
+            self.region_name = require_aws(
+                self.region_name, self.credentials_profile_name, has_explicit_keys=has_keys
+            )
+        self.client = create_aws_client(
+            region_name=self.region_name,
+            credentials_profile_name=self.credentials_profile_name,
+            aws_access_key_id=keys[0],
+            aws_secret_access_key=keys[1],
+            aws_session_token=self.aws_session_token,
+            endpoint_url=self.endpoint_url,
+            config=self._client_config(),
+            service_name="bedrock-runtime",
+        )
+        return self
+
+    def _client_config(self) -> Config:
+        # One attempt per botocore call: backoff, rate limiting and accounting happen here.
+        pool = max(self.max_concurrency, getattr(self.config, "max_pool_connections", None) or 10)
+        ours = Config(
+            max_pool_connections=pool,
+            retries={"total_max_attempts": 1, "mode": "standard"},
+        )
+        return self.config.merge(ours) if self.config is not None else ours
+
+    # ------------------------------------------------------------ usage
+
+    @property
+    def usage(self) -> dict[str, int]:
+        """Counters since construction: input_tokens, requests, embedded, retries, throttles."""
+        with self._usage_lock:
+            return dict(self._usage)
+
+    def reset_usage(self) -> None:
+        """Zero the usage counters."""
+        with self._usage_lock:
+            self._usage = dict.fromkeys(
+                ("input_tokens", "requests", "embedded", "retries", "throttles"), 0
+            )
+
+    def _count(self, **deltas: int) -> None:
+        with self._usage_lock:
+            for key, delta in deltas.items():
+                self._usage[key] += delta
+
+    # ------------------------------------------------------------ one text
+
+    def _prepare(self, texts: Sequence[str]) -> list[str]:
+        prepared = []
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                msg = f"Text at index {i} is {type(text).__name__}, not str"
+                raise TypeError(msg)
+            if not text.strip():
+                msg = f"Text at index {i} is empty or whitespace; Titan cannot embed it"
+                raise ValueError(msg)
+            if len(text) > MAX_INPUT_CHARS:
+                if self.on_long_text == "error":
+                    msg = (
+                        f"Text at index {i} has {len(text):,} characters; Titan accepts at most "
+                        f"{MAX_INPUT_CHARS:,} (set on_long_text='truncate' to cut it)"
+                    )
+                    raise ValueError(msg)
+                warnings.warn(
+                    f"Text at index {i} has {len(text):,} characters; truncated to Titan's "
+                    f"limit of {MAX_INPUT_CHARS:,}",
+                    stacklevel=3,
+                )
+                prepared.append(text[:MAX_INPUT_CHARS])
+            else:
+                prepared.append(text)
+        return prepared
+
+    def _body(self, text: str) -> str:
+        payload: dict[str, Any] = {
+            "inputText": text,
+            "dimensions": self.dimensions,
+            "normalize": self.normalize,
+        }
+        if self.model_kwargs:
+            payload.update(self.model_kwargs)
+        return json.dumps(payload)
+
+    def _invoke(self, body: str) -> list[float]:
+        response = self.client.invoke_model(
+            body=body,
+            modelId=self.model_id,
+            accept="application/json",
+            contentType="application/json",
+        )
+        data = json.loads(response["body"].read())
+        vector = data.get("embedding") or data.get("embeddingsByType", {}).get("float")
+        if not vector:
+            msg = f"No embedding in the response of {self.model_id}: keys {sorted(data)}"
+            raise ValueError(msg)
+        self._count(input_tokens=int(data.get("inputTextTokenCount") or 0), embedded=1)
+        result: list[float] = vector
+        return result
+
+    def _embed_body(self, body: str, cancelled: threading.Event | None = None) -> list[float]:
+        """Embed one request body, retrying throttling and transient errors."""
+        limiter = self._limiter
+        assert limiter is not None  # noqa: S101 - set by the validator
+        attempt = 0
+        while True:
+            if cancelled is not None and cancelled.is_set():
+                msg = "not attempted: an earlier text failed with a non-retryable error"
+                raise RuntimeError(msg)
+            epoch = limiter.acquire()
+            outcome = "error"
+            try:
+                self._count(requests=1)
+                vector = self._invoke(body)
+                outcome = "ok"
+                return vector
+            except Exception as err:
+                kind = _classify(err)
+                if kind == "throttle":
+                    outcome = "throttle"
+                    self._count(throttles=1)
+                if kind is None or attempt >= self.max_retries:
+                    if kind is None and cancelled is not None:
+                        cancelled.set()
+                    raise
+                ceiling = min(self.backoff_max, self.backoff_base * 2**attempt)
+                delay = max(random.uniform(0, ceiling), _retry_after(err))  # noqa: S311
+            finally:
+                limiter.release(outcome, epoch)
+            self._count(retries=1)
+            time.sleep(delay)
+            attempt += 1
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.max_concurrency, thread_name_prefix="titan-embed"
+                )
+            return self._pool
+
+    @staticmethod
+    def _dedupe(texts: list[str]) -> dict[str, list[int]]:
+        positions: dict[str, list[int]] = {}
+        for i, text in enumerate(texts):
+            positions.setdefault(text, []).append(i)
+        return positions
+
+    @staticmethod
+    def _assemble(
+        positions: dict[str, list[int]], outcomes: list[list[float] | BaseException], total: int
+    ) -> list[list[float]]:
+        vectors: list[list[float]] = [[] for _ in range(total)]
+        failed: list[int] = []
+        last: BaseException | None = None
+        for indices, outcome in zip(positions.values(), outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                failed.extend(indices)
+                if not isinstance(outcome, RuntimeError) or last is None:
+                    last = outcome
+                continue
+            for i in indices:
+                vectors[i] = outcome
+        if failed:
+            assert last is not None  # noqa: S101 - a failure always carries its error
+            raise BedrockEmbeddingError(sorted(failed), total, last)
+        return vectors
+
+    # ------------------------------------------------------------ public API
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed texts concurrently (``max_concurrency`` at once), in input order.
+
+        Args:
+            texts: Texts to embed; a text repeated in the list is requested once.
+
+        Returns:
+            One vector per input text.
+
+        Raises:
+            ValueError: An empty/whitespace text, or a too-long one with ``on_long_text="error"``.
+            BedrockEmbeddingError: Some texts still failed after retries (names their indices).
+        """
+        prepared = self._prepare(texts)
+        if not prepared:
+            return []
+        positions = self._dedupe(prepared)
+        cancelled = threading.Event()
+        if len(positions) == 1:  # no pool round-trip for a single text
+            outcomes: list[list[float] | BaseException] = []
+            try:
+                outcomes.append(self._embed_body(self._body(prepared[0])))
+            except Exception as err:
+                outcomes.append(err)
+            return self._assemble(positions, outcomes, len(prepared))
+        pool = self._executor()
+        futures: list[Future[list[float]]] = [
+            pool.submit(self._embed_body, self._body(text), cancelled) for text in positions
+        ]
+        outcomes = []
+        for future in futures:
+            try:
+                outcomes.append(future.result())
+            except Exception as err:
+                outcomes.append(err)
+        return self._assemble(positions, outcomes, len(prepared))
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed one query text (same checks and retries as documents)."""
+        return self.embed_documents([text])[0]
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Async :meth:`embed_documents`: a semaphore bounds the requests in flight.
+
+        boto3 has no async client, so each request runs on this instance's thread pool.
+        """
+        prepared = self._prepare(texts)
+        if not prepared:
+            return []
+        positions = self._dedupe(prepared)
+        loop = asyncio.get_running_loop()
+        pool = self._executor()
+        gate = asyncio.Semaphore(self.max_concurrency)
+        cancelled = threading.Event()
+
+        async def one(text: str) -> list[float]:
+            async with gate:
+                return await loop.run_in_executor(
+                    pool, self._embed_body, self._body(text), cancelled
+                )
+
+        results = await asyncio.gather(*(one(t) for t in positions), return_exceptions=True)
+        return self._assemble(positions, list(results), len(prepared))
+
+    async def aembed_query(self, text: str) -> list[float]:
+        """Async :meth:`embed_query`."""
+        return (await self.aembed_documents([text]))[0]
+
+    def close(self) -> None:
+        """Shut down the worker threads (a later call starts new ones)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)

@@ -1,0 +1,295 @@
+"""BedrockTitanEmbeddings against LocalBedrock over HTTP (real boto3, no mocks)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from botocore.config import Config
+from langchain_aws import BedrockEmbeddings
+from langchain_tests.integration_tests import EmbeddingsIntegrationTests
+
+from langchain_tidb_bedrock.embeddings import BedrockEmbeddingError, BedrockTitanEmbeddings
+from langchain_tidb_bedrock.local.bedrock import LocalBedrock
+
+TITAN = "amazon.titan-embed-text-v2:0"
+TEXTS = [
+    f"passage {i} about {['tidb', 'vectors', 'bedrock', 'llama'][i % 4]} number {i}"
+    for i in range(200)
+]
+
+
+@pytest.fixture
+def bedrock(local_bedrock: LocalBedrock) -> Iterator[LocalBedrock]:
+    local_bedrock.reset()
+    yield local_bedrock
+    local_bedrock.reset()
+
+
+def make(bedrock: LocalBedrock, **kwargs: Any) -> BedrockTitanEmbeddings:
+    kwargs.setdefault("backoff_base", 0.005)
+    return BedrockTitanEmbeddings(endpoint_url=bedrock.endpoint_url, **kwargs)
+
+
+def ok_counts(bedrock: LocalBedrock) -> Counter[str]:
+    return Counter(r.body["inputText"] for r in bedrock.requests if r.status == 200)
+
+
+class TestBedrockTitanEmbeddingsStandard(EmbeddingsIntegrationTests):
+    endpoint_url = ""
+
+    @pytest.fixture(autouse=True)
+    def _point_at_local_bedrock(self, local_bedrock: LocalBedrock) -> None:
+        # The session server's port is only known at run time; the params read it from here.
+        local_bedrock.reset()
+        type(self).endpoint_url = local_bedrock.endpoint_url
+
+    @property
+    def embeddings_class(self) -> type[BedrockTitanEmbeddings]:
+        return BedrockTitanEmbeddings
+
+    @property
+    def embedding_model_params(self) -> dict[str, Any]:
+        return {"endpoint_url": self.endpoint_url, "region_name": "us-east-1", "dimensions": 256}
+
+
+# ---------------------------------------------------------------- request schema
+
+
+def test_titan_request_body_matches_schema(bedrock: LocalBedrock) -> None:
+    emb = make(bedrock, dimensions=512, normalize=False)
+    vector = emb.embed_query("What is TiDB?")
+    (record,) = bedrock.requests
+    assert record.op == "InvokeModel"
+    assert record.model_id == TITAN
+    assert record.body == {"inputText": "What is TiDB?", "dimensions": 512, "normalize": False}
+    assert record.headers["Content-Type"] == "application/json"
+    assert record.headers["Accept"] == "application/json"
+    assert len(vector) == 512
+    assert abs(np.linalg.norm(vector) - 1.0) > 1e-3  # no client-side normalisation
+
+
+def test_normalize_is_the_api_flag(bedrock: LocalBedrock) -> None:
+    vector = make(bedrock, dimensions=256).embed_query("unit length please")
+    assert bedrock.requests[0].body["normalize"] is True
+    assert abs(np.linalg.norm(vector) - 1.0) < 1e-5
+
+
+def test_model_id_from_environment(bedrock: LocalBedrock, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BEDROCK_EMBEDDING_MODEL_ID", "amazon.titan-embed-text-v9:0")
+    emb = make(bedrock)
+    assert emb.model_id == "amazon.titan-embed-text-v9:0"
+    with pytest.raises(BedrockEmbeddingError, match="identifier is invalid"):
+        emb.embed_query("x")
+    assert bedrock.requests[0].model_id == "amazon.titan-embed-text-v9:0"
+
+
+def test_usage_is_accumulated(bedrock: LocalBedrock) -> None:
+    emb = make(bedrock)
+    emb.embed_documents(["one two three", "four five"])
+    emb.embed_query("six")
+    assert emb.usage == {
+        "input_tokens": 6,
+        "requests": 3,
+        "embedded": 3,
+        "retries": 0,
+        "throttles": 0,
+    }
+
+
+# ---------------------------------------------------------------- speed and concurrency
+
+
+def test_concurrent_and_much_faster_than_langchain_aws(bedrock: LocalBedrock) -> None:
+    bedrock.latency = 0.05
+    ours = make(bedrock)
+    start = time.perf_counter()
+    fast = ours.embed_documents(TEXTS)
+    ours_s = time.perf_counter() - start
+    assert 1 < bedrock.max_in_flight <= ours.max_concurrency
+
+    baseline = BedrockEmbeddings(
+        model_id=TITAN, endpoint_url=bedrock.endpoint_url, region_name="us-east-1"
+    )
+    start = time.perf_counter()
+    slow = baseline.embed_documents(TEXTS)
+    baseline_s = time.perf_counter() - start
+
+    ratio = baseline_s / ours_s
+    print(f"langchain-aws {baseline_s:.2f}s, ours {ours_s:.2f}s, ratio {ratio:.1f}x")
+    assert ratio >= 8, f"only {ratio:.1f}x faster"
+    np.testing.assert_allclose(np.asarray(fast), np.asarray(slow), atol=1e-7)
+
+
+async def test_async_is_bounded_and_ordered(bedrock: LocalBedrock) -> None:
+    bedrock.latency = 0.02
+    emb = make(bedrock, max_concurrency=4)
+    texts = TEXTS[:40]
+    vectors = await emb.aembed_documents(texts)
+    assert 1 < bedrock.max_in_flight <= 4
+    bedrock.latency = 0.0
+    assert vectors == emb.embed_documents(texts)
+    assert await emb.aembed_query(texts[3]) == vectors[3]
+
+
+def test_connection_pool_matches_concurrency(bedrock: LocalBedrock) -> None:
+    user = Config(retries={"mode": "adaptive", "max_attempts": 10}, read_timeout=7)
+    emb = make(bedrock, max_concurrency=32, config=user)
+    config = emb.client.meta.config
+    assert config.max_pool_connections == 32
+    assert config.retries["total_max_attempts"] == 1  # retries are ours
+    assert config.read_timeout == 7  # the rest of the user's config is kept
+
+
+# ---------------------------------------------------------------- throttling and retries
+
+
+def test_throttled_ingestion_completes_in_order_without_duplicates(bedrock: LocalBedrock) -> None:
+    expected = make(bedrock).embed_documents(TEXTS)
+    bedrock.reset()
+    bedrock.throttle_rate = 0.3
+    emb = make(bedrock)
+    vectors = emb.embed_documents(TEXTS)
+    assert vectors == expected
+    statuses = Counter(r.status for r in bedrock.requests)
+    assert statuses[429] >= 60
+    assert set(ok_counts(bedrock).values()) == {1}  # each text embedded exactly once
+    assert len(ok_counts(bedrock)) == len(TEXTS)
+    usage = emb.usage
+    assert usage["throttles"] == statuses[429] == usage["retries"]
+    assert usage["embedded"] == len(TEXTS)
+
+
+def test_throttling_shrinks_the_concurrency_window(bedrock: LocalBedrock) -> None:
+    bedrock.latency = 0.005
+    bedrock.throttle_every = 1  # every request throttled
+    emb = make(bedrock, max_concurrency=16, max_retries=0)
+    with pytest.raises(BedrockEmbeddingError):
+        emb.embed_documents(TEXTS[:32])
+    assert emb._limiter is not None
+    shrunk = emb._limiter.limit
+    assert shrunk <= 8
+    # Once throttling stops, successes grow the window back, and the server sees it.
+    bedrock.reset()
+    bedrock.latency = 0.005
+    emb.embed_documents(TEXTS[32:])
+    assert emb._limiter.limit > shrunk
+    assert bedrock.max_in_flight > shrunk
+
+
+def test_retry_after_header_is_honoured(bedrock: LocalBedrock) -> None:
+    bedrock.retry_after_ms = 150
+    bedrock.fail_next(
+        429, "ThrottlingException", "slow down", {"x-amz-retry-after": "150"}, times=1
+    )
+    start = time.perf_counter()
+    make(bedrock, backoff_base=0.001).embed_query("x")
+    assert time.perf_counter() - start >= 0.15
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (503, "ServiceUnavailableException"),
+        (500, "InternalServerException"),
+        (429, "ModelNotReadyException"),
+        (408, "ModelTimeoutException"),
+    ],
+)
+def test_transient_errors_are_retried(bedrock: LocalBedrock, status: int, code: str) -> None:
+    bedrock.fail_next(status, code, "try again", times=2)
+    emb = make(bedrock)
+    assert len(emb.embed_query("hello")) == 1024
+    assert [r.status for r in bedrock.requests] == [status, status, 200]
+    assert emb.usage["retries"] == 2
+
+
+def test_exhausted_retries_name_the_failed_indices(bedrock: LocalBedrock) -> None:
+    bedrock.throttle_every = 1
+    emb = make(bedrock, max_retries=2)
+    with pytest.raises(BedrockEmbeddingError) as info:
+        emb.embed_documents(["alpha", "beta", "alpha", "gamma"])
+    err = info.value
+    assert err.failed_indices == [0, 1, 2, 3]
+    assert "4 of 4 texts were not embedded (input indices [0, 1, 2, 3])" in str(err)
+    assert "ThrottlingException" in str(err)
+    assert len(bedrock.requests) == 3 * 3  # three distinct texts, three attempts each
+
+
+def test_non_retryable_error_is_not_retried(bedrock: LocalBedrock) -> None:
+    bedrock.fail_next(400, "ValidationException", "bad input")
+    emb = make(bedrock, max_concurrency=1)
+    with pytest.raises(BedrockEmbeddingError) as info:
+        emb.embed_documents(["a", "b", "c"])
+    assert info.value.failed_indices == [0, 1, 2]
+    assert "ValidationException" in str(info.value)
+    assert len(bedrock.requests) == 1  # the others were cancelled, not sent
+
+
+def test_partial_failure_names_only_the_failed_index(bedrock: LocalBedrock) -> None:
+    # 9,000 words: under 50,000 characters but over Titan's 8,192 tokens -> rejected by the service.
+    too_many_tokens = "w " * 9000
+    emb = make(bedrock, max_concurrency=1)
+    with pytest.raises(BedrockEmbeddingError) as info:
+        emb.embed_documents(["fine", too_many_tokens])
+    assert info.value.failed_indices == [1]
+    assert "Too many input tokens" in str(info.value.last_error)
+
+
+# ---------------------------------------------------------------- input checks
+
+
+def test_empty_text_is_rejected_with_its_index(bedrock: LocalBedrock) -> None:
+    emb = make(bedrock)
+    with pytest.raises(ValueError, match="index 2"):
+        emb.embed_documents(["a", "b", "   "])
+    with pytest.raises(ValueError, match="index 0"):
+        emb.embed_query("")
+    assert bedrock.requests == []
+
+
+def test_long_text_is_truncated_with_a_warning(bedrock: LocalBedrock) -> None:
+    emb = make(bedrock)
+    with pytest.warns(UserWarning, match="index 1 has 60,000 characters; truncated"):
+        vectors = emb.embed_documents(["short", "x" * 60_000])
+    assert len(vectors) == 2
+    lengths = sorted(len(r.body["inputText"]) for r in bedrock.requests)
+    assert lengths == [5, 50_000]
+
+
+def test_long_text_raises_when_configured(bedrock: LocalBedrock) -> None:
+    emb = make(bedrock, on_long_text="error")
+    with pytest.raises(ValueError, match="index 0 has 50,001 characters"):
+        emb.embed_documents(["x" * 50_001])
+    assert bedrock.requests == []
+
+
+async def test_empty_list_sends_nothing(bedrock: LocalBedrock) -> None:
+    emb = make(bedrock)
+    assert emb.embed_documents([]) == []
+    assert await emb.aembed_documents([]) == []
+    assert bedrock.requests == []
+
+
+def test_duplicates_are_embedded_once(bedrock: LocalBedrock) -> None:
+    emb = make(bedrock)
+    vectors = emb.embed_documents(["a", "b", "a"])
+    assert len(bedrock.requests) == 2
+    assert len(vectors) == 3
+    assert vectors[0] == vectors[2]
+    assert vectors[0] != vectors[1]
+    assert sorted(r.body["inputText"] for r in bedrock.requests) == ["a", "b"]
+
+
+def test_similar_texts_are_close(bedrock: LocalBedrock) -> None:
+    emb = make(bedrock)
+    q, near, far = np.asarray(
+        emb.embed_documents(
+            ["How does TiDB vector search work?", "TiDB vector search uses HNSW", "Paris in May"]
+        )
+    )
+    assert q @ near > q @ far + 0.2

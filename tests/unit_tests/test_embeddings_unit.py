@@ -1,0 +1,164 @@
+"""Offline checks of BedrockTitanEmbeddings: the standard unit suite plus construction rules."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from botocore.config import Config
+from langchain_aws import BedrockEmbeddings
+from langchain_tests.unit_tests import EmbeddingsUnitTests
+from pydantic import ValidationError
+
+from langchain_tidb_bedrock.aws_config import BedrockConfigError
+from langchain_tidb_bedrock.embeddings import (
+    DEFAULT_EMBEDDING_MODEL_ID,
+    BedrockEmbeddingError,
+    BedrockTitanEmbeddings,
+    _AdaptiveLimiter,
+)
+
+
+class TestBedrockTitanEmbeddingsUnit(EmbeddingsUnitTests):
+    @property
+    def embeddings_class(self) -> type[BedrockTitanEmbeddings]:
+        return BedrockTitanEmbeddings
+
+    @property
+    def embedding_model_params(self) -> dict[str, Any]:
+        return {"region_name": "us-east-1", "dimensions": 512}
+
+    @property
+    def init_from_env_params(self) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
+        return (
+            {
+                "BEDROCK_EMBEDDING_MODEL_ID": "amazon.titan-embed-text-v2:0",
+                "AWS_REGION": "eu-central-1",
+                "AWS_ACCESS_KEY_ID": "env-key",
+                "AWS_SECRET_ACCESS_KEY": "env-secret",
+            },
+            {},
+            {
+                "model_id": "amazon.titan-embed-text-v2:0",
+                "region_name": "eu-central-1",
+                "aws_access_key_id": "env-key",
+                "aws_secret_access_key": "env-secret",
+            },
+        )
+
+
+def test_is_a_langchain_aws_bedrock_embeddings() -> None:
+    emb = BedrockTitanEmbeddings(region_name="us-east-1")
+    assert isinstance(emb, BedrockEmbeddings)
+    assert emb.model_id == DEFAULT_EMBEDDING_MODEL_ID
+    assert (emb.dimensions, emb.normalize, emb.max_concurrency, emb.max_retries) == (
+        1024,
+        True,
+        16,
+        8,
+    )
+
+
+@pytest.mark.parametrize("dims", [0, 128, 768, 1536])
+def test_dimensions_are_validated(dims: int) -> None:
+    with pytest.raises(ValidationError, match=r"dimensions must be one of \(256, 512, 1024\)"):
+        BedrockTitanEmbeddings(region_name="us-east-1", dimensions=dims)
+
+
+def test_model_id_env_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "BEDROCK_EMBEDDING_MODEL_ID", "arn:aws:bedrock:us-east-1::foundation-model/x"
+    )
+    assert BedrockTitanEmbeddings(region_name="us-east-1").model_id.endswith("/x")
+
+
+def test_region_comes_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_REGION", "ap-southeast-2")
+    emb = BedrockTitanEmbeddings()
+    assert emb.region_name == "ap-southeast-2"
+    assert emb.client.meta.region_name == "ap-southeast-2"
+
+
+def test_missing_region_reads_well(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    for var in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    with pytest.raises(BedrockConfigError, match="AWS_REGION") as info:
+        BedrockTitanEmbeddings()
+    assert "LocalBedrock" in str(info.value)
+
+
+def test_missing_credentials_read_well(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    with pytest.raises(BedrockConfigError) as info:
+        BedrockTitanEmbeddings(region_name="us-east-1")
+    message = str(info.value)
+    for hint in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "LocalBedrock"):
+        assert hint in message
+    # A local endpoint needs neither: LocalBedrock ignores signatures.
+    local = BedrockTitanEmbeddings(endpoint_url="http://127.0.0.1:9")
+    assert local.region_name == "us-east-1"
+
+
+def test_client_config_disables_botocore_retries_and_sizes_pool() -> None:
+    user = Config(retries={"mode": "adaptive"}, connect_timeout=3, max_pool_connections=50)
+    emb = BedrockTitanEmbeddings(region_name="us-east-1", config=user, max_concurrency=8)
+    config = emb.client.meta.config
+    assert config.retries["total_max_attempts"] == 1
+    assert config.max_pool_connections == 50  # never below the user's pool
+    assert config.connect_timeout == 3
+
+
+def test_request_body_is_built_once_per_text() -> None:
+    emb = BedrockTitanEmbeddings(region_name="us-east-1", dimensions=256, normalize=False)
+    assert emb._body("hi") == '{"inputText": "hi", "dimensions": 256, "normalize": false}'
+    emb2 = BedrockTitanEmbeddings(
+        region_name="us-east-1", model_kwargs={"embeddingTypes": ["float"]}
+    )
+    assert '"embeddingTypes": ["float"]' in emb2._body("hi")
+
+
+def test_error_message_names_indices() -> None:
+    err = BedrockEmbeddingError(list(range(25)), 100, TimeoutError("late"))
+    assert str(err).startswith("25 of 100 texts were not embedded (input indices [0, 1, 2")
+    assert ", ...]" in str(err)
+    assert "TimeoutError: late" in str(err)
+
+
+def test_adaptive_limiter_bounds_and_aimd() -> None:
+    limiter = _AdaptiveLimiter(8)
+    active = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def work() -> None:
+        nonlocal active, peak
+        epoch = limiter.acquire()
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        time.sleep(0.005)
+        with lock:
+            active -= 1
+        limiter.release("ok", epoch)
+
+    threads = [threading.Thread(target=work) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert 1 < peak <= 8
+    epochs = [limiter.acquire() for _ in range(8)]
+    for epoch in epochs:  # a whole window throttled at once cuts it once...
+        limiter.release("throttle", epoch)
+    assert limiter.limit == 4
+    limiter.release("throttle", limiter.acquire())  # ...a later throttle cuts again
+    assert limiter.limit == 2
+    for _ in range(100):  # ...and successes grow it back up to the maximum
+        limiter.release("ok", limiter.acquire())
+    assert limiter.limit == 8
