@@ -73,6 +73,9 @@ def _slot(feature: str) -> tuple[int, float]:
 
 def _features(text: str) -> Iterable[tuple[str, float]]:
     for word in words(text):
+        if word in STOP_WORDS:
+            # "what", "is", "the" would dominate short questions and pull in unrelated passages.
+            continue
         yield "w:" + _stem(word), _WORD_WEIGHT
         padded = f"#{word}#"
         for i in range(len(padded) - 2):

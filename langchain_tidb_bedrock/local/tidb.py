@@ -46,6 +46,7 @@ status-host = "127.0.0.1"
 stats-lease = "0"
 [log]
 slow-threshold = 100000
+slow-query-file = "{slow_log}"
 """
 
 
@@ -203,7 +204,8 @@ class LocalTiDB:
         work = self._workdir()
         work.mkdir(parents=True, exist_ok=True)
         config = work / "tidb.toml"
-        config.write_text(_CONFIG)
+        # The slow log defaults to the current directory: keep it in the work dir instead.
+        config.write_text(_CONFIG.format(slow_log=str(work / "tidb-slow.log").replace("\\", "/")))
         store = work / "store"
         args = [
             str(binary),

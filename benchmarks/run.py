@@ -1,0 +1,91 @@
+"""``make bench``: every benchmark on a local TiDB and LocalBedrock, one table of ratios.
+
+    python -m benchmarks.run            # full sizes (several minutes)
+    python -m benchmarks.run --smoke    # tiny sizes, seconds: keeps the benchmarks working in CI
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import platform
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import Row, dumps
+from langchain_tidb_bedrock.local import LocalTiDB
+
+SIZES = {
+    "full": {"ingest": 20_000, "search_docs": 20_000, "queries": 200, "repeat": 3,
+             "embed": 1_000, "e2e": 1_000, "memory": 100_000},
+    "smoke": {"ingest": 300, "search_docs": 300, "queries": 10, "repeat": 1,
+              "embed": 40, "e2e": 30, "memory": 2_000},
+}
+
+
+def _fmt(v: float) -> str:
+    return f"{v:,.1f}" if v < 100 else f"{v:,.0f}"
+
+
+def print_table(rows: list[Row]) -> None:
+    print()
+    print(f"{'benchmark':<52} {'ours':>10}  {'alternatives (ratio: >1 = ours leads)':<60} target")
+    for r in rows:
+        others = "  ".join(f"{k} {_fmt(v)} ({r.ratio(k):.2f}x)" for k, v in r.others.items())
+        verdict = "" if r.met is None else ("MET" if r.met else "MISSED")
+        print(f"{r.name:<52} {_fmt(r.ours):>10}  {others:<60} {verdict}")
+        if r.notes:
+            print(f"{'':<52} {'':>10}  {r.notes}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="subset: ingest search embed e2e memory")
+    args = parser.parse_args(argv)
+    logging.getLogger("langchain_tidb_bedrock").setLevel(logging.ERROR)  # "exact kNN" notices
+    size = SIZES["smoke" if args.smoke else "full"]
+    wanted = set(args.only or ["ingest", "search", "embed", "e2e", "memory"])
+    rows: list[Row] = []
+    started = time.time()
+    with LocalTiDB() as tidb:
+        from benchmarks import store
+
+        if "ingest" in wanted:
+            rows.append(store.ingest_row(tidb.url, size["ingest"], size["repeat"]))
+            print_table(rows[-1:])
+        if "search" in wanted:
+            rows += store.search_rows(tidb.url, size["search_docs"], size["queries"])
+            print_table(rows[-2:])
+        if "embed" in wanted:
+            from benchmarks import embed
+
+            rows += embed.embed_rows(size["embed"], size["repeat"])
+            print_table(rows[-2:])
+        if "e2e" in wanted:
+            from benchmarks import e2e
+
+            rows.append(e2e.e2e_row(tidb.url, size["e2e"], size["repeat"]))
+            print_table(rows[-1:])
+        if "memory" in wanted:
+            from benchmarks import memory
+
+            rows.append(memory.memory_row(tidb.url, size["memory"]))
+            print_table(rows[-1:])
+    print("\n=== summary", "(smoke sizes)" if args.smoke else "", "===")
+    print_table(rows)
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / ("smoke.json" if args.smoke else "latest.json")).write_text(dumps({
+        "machine": f"{platform.platform()} / {platform.processor() or platform.machine()}",
+        "python": sys.version.split()[0],
+        "seconds": round(time.time() - started, 1),
+        "rows": [r.__dict__ for r in rows],
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

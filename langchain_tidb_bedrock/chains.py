@@ -1,0 +1,250 @@
+"""A retrieval-augmented generation chain over a TiDB vector store (or any retriever).
+
+``create_rag_chain`` returns one LCEL runnable: optional question rewriting (when there is chat
+history), retrieval, then a grounded, citing answer. Retrieval settings can be overridden per
+call through ``config["configurable"]`` without rebuilding the chain.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import BasePromptTemplate
+from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import (
+    Runnable,
+    RunnableConfig,
+    RunnableLambda,
+    RunnablePassthrough,
+    RunnablePick,
+)
+from langchain_core.vectorstores import VectorStore, VectorStoreRetriever
+
+from langchain_tidb_bedrock.prompts import (
+    CONDENSE_QUESTION_PROMPT,
+    RAG_PROMPT,
+    format_chat_history,
+    format_docs,
+    to_messages,
+)
+
+__all__ = ["OUTPUT_KEYS", "SEARCH_OVERRIDES", "configure_retriever", "create_rag_chain"]
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_KEYS = ("question", "standalone_question", "context", "answer")
+"""Keys of the chain's output dict (streamed in this order: the first three, then answer)."""
+
+SEARCH_OVERRIDES = ("k", "filter", "fetch_k", "lambda_mult", "score_threshold")
+"""``configurable`` keys that override the retriever's ``search_kwargs`` for one call (together
+with ``search_type`` and a ``search_kwargs`` dict)."""
+
+
+def _to_retriever(
+    source: VectorStore | BaseRetriever,
+    k: int,
+    search_type: str,
+    search_kwargs: Mapping[str, Any] | None,
+) -> BaseRetriever:
+    if isinstance(source, BaseRetriever):
+        return source
+    if isinstance(source, VectorStore):
+        return source.as_retriever(
+            search_type=search_type, search_kwargs={"k": k, **(search_kwargs or {})}
+        )
+    msg = f"expected a VectorStore or a BaseRetriever, got {type(source).__name__}"
+    raise TypeError(msg)
+
+
+def configure_retriever(retriever: BaseRetriever, config: RunnableConfig | None) -> BaseRetriever:
+    """Apply per-call retrieval overrides from ``config["configurable"]``.
+
+    Args:
+        retriever: The chain's retriever.
+        config: The call's config; keys ``k``, ``filter``, ``fetch_k``, ``lambda_mult``,
+            ``score_threshold``, ``search_type`` and ``search_kwargs`` (a dict) are read.
+
+    Returns:
+        A copy of a ``VectorStoreRetriever`` with the overrides, or ``retriever`` unchanged.
+
+    Raises:
+        ValueError: An unknown ``search_type``, ``similarity_score_threshold`` without a
+            threshold, or a ``filter`` for a retriever that is not a ``VectorStoreRetriever``
+            (ignoring it would widen what is retrieved).
+    """
+    conf = (config or {}).get("configurable") or {}
+    overrides: dict[str, Any] = dict(conf.get("search_kwargs") or {})
+    overrides.update({key: conf[key] for key in SEARCH_OVERRIDES if key in conf})
+    # None means "not set" for the numeric knobs; for filter it means "no filter".
+    overrides = {k: v for k, v in overrides.items() if v is not None or k == "filter"}
+    search_type = conf.get("search_type")
+    if not overrides and not search_type:
+        return retriever
+    if not isinstance(retriever, VectorStoreRetriever):
+        if overrides.get("filter") is not None:
+            msg = (
+                f"a 'filter' override needs a VectorStoreRetriever; {type(retriever).__name__} "
+                "cannot apply it"
+            )
+            raise ValueError(msg)
+        logger.warning(
+            "ignoring retrieval overrides %s: %s is not a VectorStoreRetriever",
+            sorted([*overrides, *(["search_type"] if search_type else [])]),
+            type(retriever).__name__,
+        )
+        return retriever
+    search_type = search_type or retriever.search_type
+    if search_type not in retriever.allowed_search_types:
+        msg = (
+            f"search_type {search_type!r} is not allowed; use one of "
+            f"{tuple(retriever.allowed_search_types)}"
+        )
+        raise ValueError(msg)
+    kwargs = {**retriever.search_kwargs, **overrides}
+    if search_type == "similarity_score_threshold" and kwargs.get("score_threshold") is None:
+        msg = "search_type 'similarity_score_threshold' needs a score_threshold"
+        raise ValueError(msg)
+    if search_type != "similarity_score_threshold":
+        kwargs.pop("score_threshold", None)
+    if search_type != "mmr":
+        kwargs.pop("fetch_k", None)
+        kwargs.pop("lambda_mult", None)
+    return retriever.model_copy(update={"search_type": search_type, "search_kwargs": kwargs})
+
+
+def _read_input(value: Any) -> dict[str, Any]:
+    question: Any
+    history: Any
+    if isinstance(value, str):
+        question, history = value, None
+    elif isinstance(value, Mapping):
+        question, history = value.get("question"), value.get("chat_history")
+    else:
+        msg = (
+            "the RAG chain takes a question string or {'question': str, 'chat_history': [...]}, "
+            f"got {type(value).__name__}"
+        )
+        raise TypeError(msg)
+    if not isinstance(question, str) or not question.strip():
+        msg = "the question must be a non-empty string"
+        raise ValueError(msg)
+    return {"question": question, "chat_history": to_messages(history)}
+
+
+async def _aread_input(value: Any) -> dict[str, Any]:
+    return _read_input(value)
+
+
+def _standalone(rewritten: str, fallback: str) -> str:
+    # Models sometimes echo the label or wrap the question in quotes; keep the first line.
+    for line in rewritten.strip().splitlines():
+        text = line.strip()
+        if text.lower().startswith("standalone question:"):
+            text = text[len("standalone question:") :].strip()
+        text = text.strip("\"'` ")
+        if text:
+            return text
+    return fallback
+
+
+def _answer_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    return {"context": format_docs(inputs["context"]), "question": inputs["standalone_question"]}
+
+
+def create_rag_chain(
+    retriever_or_store: VectorStore | BaseRetriever,
+    llm: Runnable[Any, Any] | None = None,
+    *,
+    prompt: BasePromptTemplate | None = None,
+    k: int = 4,
+    search_type: str = "similarity",
+    search_kwargs: Mapping[str, Any] | None = None,
+    condense_prompt: BasePromptTemplate | None = None,
+) -> Runnable[Any, dict[str, Any]]:
+    """Build a grounded question-answering chain with citations.
+
+    Input: a question string, or ``{"question": str, "chat_history": [...]}`` with history as
+    LangChain messages or ``(role, text)`` tuples. With history, the model first rewrites the
+    follow-up into a standalone question, which is what retrieval and the answer use.
+
+    Output: ``{"question", "standalone_question", "context", "answer"}`` where ``question`` is
+    the user's original question and ``context`` the retrieved documents, numbered ``[1]``... in
+    the prompt. ``stream`` yields the first three keys in one chunk before any ``answer`` chunk.
+
+    Per-call overrides (vector-store retrievers only; no rebuild):
+    ``config={"configurable": {"k": 2, "filter": {...}, "search_type": "mmr"}}``
+    (also ``fetch_k``, ``lambda_mult``, ``score_threshold``, ``search_kwargs``).
+
+    Args:
+        retriever_or_store: A vector store (its retriever is built from ``k``, ``search_type``
+            and ``search_kwargs``) or any retriever, used as given.
+        llm: Any chat model or LLM; defaults to Llama 3 on Bedrock (``create_llama3_chat()``).
+        prompt: Answer prompt with ``context`` and ``question`` variables (default
+            :data:`~langchain_tidb_bedrock.prompts.RAG_PROMPT`).
+        k: Documents to retrieve (vector stores only).
+        search_type: ``"similarity"``, ``"mmr"`` or ``"similarity_score_threshold"``.
+        search_kwargs: More retriever search arguments, e.g. ``{"filter": {...}}``.
+        condense_prompt: Rewriting prompt with ``chat_history`` and ``question`` variables
+            (default :data:`~langchain_tidb_bedrock.prompts.CONDENSE_QUESTION_PROMPT`).
+
+    Returns:
+        The runnable (``invoke``, ``batch``, ``stream`` and their async twins).
+
+    Raises:
+        TypeError: ``retriever_or_store`` is neither a vector store nor a retriever.
+        BedrockConfigError: No ``llm`` was given and AWS is not configured.
+    """
+    retriever = _to_retriever(retriever_or_store, k, search_type, search_kwargs)
+    if llm is None:
+        from langchain_tidb_bedrock.chat_models import create_llama3_chat
+
+        llm = create_llama3_chat()
+    condense_chain = (condense_prompt or CONDENSE_QUESTION_PROMPT) | llm | StrOutputParser()
+    answer_chain = (
+        RunnableLambda(_answer_inputs).with_config(run_name="format_context")
+        | (prompt or RAG_PROMPT)
+        | llm
+        | StrOutputParser()
+    )
+
+    def _condense_args(inputs: dict[str, Any]) -> dict[str, str]:
+        return {
+            "chat_history": format_chat_history(inputs["chat_history"]),
+            "question": inputs["question"],
+        }
+
+    def condense(inputs: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        question = inputs["question"]
+        if inputs["chat_history"]:
+            question = _standalone(condense_chain.invoke(_condense_args(inputs), config), question)
+        return {**inputs, "standalone_question": question}
+
+    async def acondense(inputs: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        question = inputs["question"]
+        if inputs["chat_history"]:
+            rewritten = await condense_chain.ainvoke(_condense_args(inputs), config)
+            question = _standalone(rewritten, question)
+        return {**inputs, "standalone_question": question}
+
+    def retrieve(inputs: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        docs = configure_retriever(retriever, config).invoke(inputs["standalone_question"], config)
+        return {**inputs, "context": docs}
+
+    async def aretrieve(inputs: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        active = configure_retriever(retriever, config)
+        docs = await active.ainvoke(inputs["standalone_question"], config)
+        return {**inputs, "context": docs}
+
+    # The first three steps each emit one value, so a stream starts with one chunk holding the
+    # question and the context; RunnablePassthrough.assign then streams the answer's pieces.
+    chain = (
+        RunnableLambda(_read_input, afunc=_aread_input).with_config(run_name="read_input")
+        | RunnableLambda(condense, afunc=acondense).with_config(run_name="condense_question")
+        | RunnableLambda(retrieve, afunc=aretrieve).with_config(run_name="retrieve")
+        | RunnablePassthrough.assign(answer=answer_chain)
+        | RunnablePick(list(OUTPUT_KEYS))
+    )
+    return chain.with_config(run_name="tidb_bedrock_rag")

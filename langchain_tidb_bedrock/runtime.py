@@ -1,0 +1,198 @@
+"""Decide what the CLI and examples connect to, start local stand-ins when needed, clean up.
+
+TiDB: an explicit URL, else ``TIDB_URL`` / ``TIDB_HOST``..., else a ``LocalTiDB`` (a real
+tidb-server) on a persistent data dir, started for this process. Bedrock: an explicit endpoint,
+else real AWS when credentials and a region resolve, else an in-process ``LocalBedrock``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import sqlalchemy as sa
+from langchain_core.language_models import BaseChatModel
+
+from langchain_tidb_bedrock.aws_config import (
+    BedrockConfigError,
+    aws_is_configured,
+    require_aws,
+)
+from langchain_tidb_bedrock.connection import redact, tidb_url_from_env
+from langchain_tidb_bedrock.embeddings import DEFAULT_EMBEDDING_MODEL_ID, BedrockTitanEmbeddings
+from langchain_tidb_bedrock.vectorstores import TiDBVectorStore
+
+__all__ = [
+    "DATA_DIR_ENV",
+    "DEFAULT_DIMENSIONS",
+    "DEFAULT_TABLE",
+    "Runtime",
+    "RuntimeConfigError",
+    "local_data_dir",
+    "open_runtime",
+]
+
+DEFAULT_TABLE = "langchain_tidb_bedrock"
+DEFAULT_DIMENSIONS = 512
+DATA_DIR_ENV = "LTB_DATA_DIR"
+"""Environment variable overriding the local TiDB's persistent data directory."""
+
+_TIDB_HINT = "set TIDB_URL or TIDB_HOST/TIDB_USER/TIDB_PASSWORD (or pass --tidb-url)"
+_AWS_HINT = "set AWS credentials and AWS_REGION (or pass --bedrock-endpoint-url)"
+# Any of these means the user meant real AWS, so missing pieces are an error, not a fallback.
+_AWS_INTENT_VARS = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_BEARER_TOKEN_BEDROCK")
+
+
+class RuntimeConfigError(RuntimeError):
+    """TiDB or Bedrock could not be reached or set up; the message says what to fix."""
+
+
+class Runtime(NamedTuple):
+    """What :func:`open_runtime` yields; unpacks as ``store, llm, embeddings``."""
+
+    store: TiDBVectorStore
+    llm: BaseChatModel
+    embeddings: BedrockTitanEmbeddings
+
+
+def local_data_dir() -> Path:
+    """Persistent data directory of the CLI's local TiDB (``LTB_DATA_DIR`` overrides it)."""
+    explicit = os.environ.get(DATA_DIR_ENV)
+    if explicit:
+        return Path(explicit)
+    from langchain_tidb_bedrock.local.tidb import cache_dir
+
+    return cache_dir() / "cli-data"
+
+
+def _stderr(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def _check_tidb(store: TiDBVectorStore, where: str) -> None:
+    try:
+        with store.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.DBAPIError as exc:
+        reason = str(exc.orig).strip() or type(exc.orig).__name__
+        msg = (
+            f"cannot connect to TiDB at {where}: {reason}; check --tidb-url or the TIDB_* settings"
+        )
+        raise RuntimeConfigError(msg) from exc
+
+
+def _wants_real_aws(region: str | None) -> bool:
+    return bool(region) or any(os.environ.get(name) for name in _AWS_INTENT_VARS)
+
+
+@contextlib.contextmanager
+def open_runtime(
+    *,
+    tidb_url: str | None = None,
+    table: str = DEFAULT_TABLE,
+    bedrock_endpoint_url: str | None = None,
+    region: str | None = None,
+    llm_model_id: str | None = None,
+    embedding_model_id: str | None = None,
+    dimensions: int = DEFAULT_DIMENSIONS,
+    max_tokens: int = 512,
+    announce: Callable[[str], None] | None = _stderr,
+) -> Iterator[Runtime]:
+    """Resolve TiDB and Bedrock, yield ``(store, llm, embeddings)``, then clean up.
+
+    Whatever this starts (a local tidb-server, a LocalBedrock) is stopped on exit, errors
+    included, and pooled connections are closed.
+
+    Args:
+        tidb_url: SQLAlchemy URL of TiDB; default ``TIDB_URL`` / ``TIDB_HOST``..., else a local
+            tidb-server whose data persists in :func:`local_data_dir`.
+        table: Vector table name.
+        bedrock_endpoint_url: bedrock-runtime endpoint (e.g. a LocalBedrock); default real AWS
+            when configured, else an in-process LocalBedrock.
+        region: AWS region (passing it means real AWS is wanted).
+        llm_model_id: Chat model id; default ``BEDROCK_LLM_MODEL_ID`` or Llama 3.2 3B.
+        embedding_model_id: Embedding model id; default ``BEDROCK_EMBEDDING_MODEL_ID`` or Titan V2.
+        dimensions: Titan V2 dimensions (256, 512 or 1024); vectors are normalised.
+        max_tokens: Most tokens per answer.
+        announce: Called with ONE line when local stand-ins replace unconfigured services
+            (default: stderr); None to stay quiet.
+
+    Yields:
+        The :class:`Runtime` triple.
+
+    Raises:
+        RuntimeConfigError: TiDB is unreachable or the local one cannot start.
+        BedrockConfigError: Real AWS was asked for (region or credentials set) but is incomplete.
+        ConnectionConfigError: The TiDB URL is not a MySQL URL.
+    """
+    with contextlib.ExitStack() as stack:
+        local_parts: list[str] = []
+        url = tidb_url or tidb_url_from_env()
+        if url is not None:
+            where = redact(url)
+        else:
+            from langchain_tidb_bedrock.local.tidb import LocalTiDB, LocalTiDBError
+
+            data_dir = local_data_dir()
+            server = LocalTiDB(data_dir=data_dir)
+            try:
+                server.start()
+            except LocalTiDBError as exc:
+                # The first line says what failed; the log tail after it is for -v.
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                msg = (
+                    f"could not start a local TiDB in {data_dir}: {first} (log: "
+                    f"{server.log_file}; or {_TIDB_HINT})"
+                )
+                raise RuntimeConfigError(msg) from exc
+            stack.callback(server.stop)
+            url = where = server.url
+            local_parts.append(f"a local TiDB (data in {data_dir})")
+
+        endpoint = bedrock_endpoint_url
+        if endpoint is None:
+            if aws_is_configured(region):
+                pass  # real Bedrock
+            elif _wants_real_aws(region):
+                require_aws(region)  # raises BedrockConfigError naming what is missing
+                msg = "AWS credentials or region could not be resolved for Amazon Bedrock"
+                raise BedrockConfigError(msg)
+            else:
+                from langchain_tidb_bedrock.local.bedrock import LocalBedrock
+
+                endpoint = stack.enter_context(LocalBedrock()).endpoint_url
+                local_parts.append(
+                    "LocalBedrock (a stand-in that extracts sentences from the retrieved "
+                    "passages, not a model)"
+                )
+        embeddings = BedrockTitanEmbeddings(
+            dimensions=dimensions,
+            normalize=True,
+            region_name=region,
+            endpoint_url=endpoint,
+            model_id=embedding_model_id
+            or os.environ.get("BEDROCK_EMBEDDING_MODEL_ID")
+            or DEFAULT_EMBEDDING_MODEL_ID,
+        )
+        stack.callback(embeddings.close)
+        from langchain_tidb_bedrock.chat_models import create_llama3_chat
+
+        llm = create_llama3_chat(
+            llm_model_id, region_name=region, endpoint_url=endpoint, max_tokens=max_tokens
+        )
+        store = TiDBVectorStore(embeddings, connection_string=url, table_name=table)
+        stack.callback(store.close)
+        _check_tidb(store, where)
+        # Announced only once everything is up, so a failure prints just its error line.
+        if local_parts and announce is not None:
+            hints = [_TIDB_HINT] if "TiDB" in local_parts[0] else []
+            if endpoint is not None and bedrock_endpoint_url is None:
+                hints.append(_AWS_HINT)
+            parts, fixes = " and ".join(local_parts), "; ".join(hints)
+            announce(f"note: using {parts}; to use real services, {fixes}.")
+        yield Runtime(store, llm, embeddings)

@@ -1,0 +1,372 @@
+"""The command line, in-process against the session TiDB and LocalBedrock, plus one real
+``python -m langchain_tidb_bedrock demo`` run with nothing configured."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from langchain_tidb_bedrock import cli
+from langchain_tidb_bedrock.ingest import chunk_id, split_file
+from langchain_tidb_bedrock.local.bedrock import LocalBedrock
+
+SECTION = (
+    "TiDB Vector Search stores embeddings in VECTOR columns. It ranks rows with "
+    "VEC_COSINE_DISTANCE or VEC_L2_DISTANCE, and an HNSW index makes large searches fast. "
+)
+FILLER = " ".join(f"Note {n} about tuning batch size {n * 8}." for n in range(12))
+
+
+@pytest.fixture
+def bedrock(local_bedrock: LocalBedrock) -> LocalBedrock:
+    local_bedrock.reset()
+    return local_bedrock
+
+
+@pytest.fixture
+def args(tidb_url: str, bedrock: LocalBedrock, table_name: str) -> list[str]:
+    return [
+        "--tidb-url",
+        tidb_url,
+        "--bedrock-endpoint-url",
+        bedrock.endpoint_url,
+        "--table",
+        table_name,
+    ]
+
+
+@pytest.fixture
+def docs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "docs"
+    (folder / "nested").mkdir(parents=True)
+    (folder / "guide.md").write_text(
+        "# Vector search\n\n"
+        + SECTION
+        + FILLER
+        + "\n\n## Bedrock\n\n"
+        + "Amazon Bedrock serves Meta Llama 3 through the Converse API. " * 6
+        + "\n\n## Serverless\n\n"
+        + "TiDB Serverless is a managed deployment with a free tier. " * 6
+    )
+    (folder / "notes.txt").write_text("Paris is the capital of France.\n")
+    (folder / "nested" / "htap.md").write_text("TiDB supports HTAP workloads with TiFlash.\n")
+    (folder / "slides.pdf").write_bytes(b"%PDF-1.4")
+    (folder / ".hidden.md").write_text("never ingested")
+    return folder
+
+
+def _titan(bedrock: LocalBedrock) -> list[str]:
+    return [r.body["inputText"] for r in bedrock.requests if r.op == "InvokeModel"]
+
+
+def _stored(engine: sa.Engine, table: str) -> dict[str, str]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(f"SELECT id, JSON_UNQUOTE(meta->'$.source') FROM `{table}`"))
+        return {row[0]: row[1] for row in rows}
+
+
+def _expected_chunks(path: Path, source: str) -> list[str]:
+    return [d.id or "" for d in split_file(path, source, chunk_size=300, chunk_overlap=50)]
+
+
+def _ingest(args: list[str]) -> int:
+    return cli.main(
+        ["ingest", "docs", *args, "--no-progress", "--chunk-size", "300", "--chunk-overlap", "50"]
+    )
+
+
+def test_ingest_is_idempotent(
+    docs: Path,
+    args: list[str],
+    bedrock: LocalBedrock,
+    tidb_engine: sa.Engine,
+    table_name: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert _ingest(args) == 0
+    out, err = capsys.readouterr()
+    expected = {
+        *_expected_chunks(docs / "guide.md", "docs/guide.md"),
+        *_expected_chunks(docs / "notes.txt", "docs/notes.txt"),
+        *_expected_chunks(docs / "nested" / "htap.md", "docs/nested/htap.md"),
+    }
+    assert len(expected) > 3  # the guide really was split
+    assert f"3 files, {len(expected)} chunks: {len(expected)} embedded, 0 unchanged" in out
+    assert "note: skipping 1 files that are not .txt/.md/.markdown: docs/slides.pdf" in err
+    stored = _stored(tidb_engine, table_name)
+    assert set(stored) == expected
+    assert set(stored.values()) == {"docs/guide.md", "docs/notes.txt", "docs/nested/htap.md"}
+    assert len(_titan(bedrock)) == len(expected)
+
+    bedrock.reset()
+    assert _ingest(args) == 0
+    out, _ = capsys.readouterr()
+    assert _titan(bedrock) == []  # not a single embedding call the second time
+    assert f"0 embedded, {len(expected)} unchanged, 0 stale deleted" in out
+    assert set(_stored(tidb_engine, table_name)) == expected
+
+
+def test_changed_file_embeds_only_new_chunks_and_deletes_stale(
+    docs: Path,
+    args: list[str],
+    bedrock: LocalBedrock,
+    tidb_engine: sa.Engine,
+    table_name: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert _ingest(args) == 0
+    guide = docs / "guide.md"
+    old = set(_expected_chunks(guide, "docs/guide.md"))
+    # Add a section on top (later chunks move), drop the Serverless one, add one at the end.
+    kept = guide.read_text().split("## Serverless")[0]
+    guide.write_text(f"# Intro\n\nWelcome.\n\n{kept}## Pricing\n\nStorage is billed monthly.")
+    new_order = _expected_chunks(guide, "docs/guide.md")
+    new = set(new_order)
+    assert old & new  # some chunks survive the edit
+    capsys.readouterr()
+    bedrock.reset()
+
+    assert _ingest(args) == 0
+    out, _ = capsys.readouterr()
+    embedded = _titan(bedrock)
+    assert len(embedded) == len(new - old)
+    assert "Storage is billed monthly." in "".join(embedded)
+    assert f"{len(new - old)} embedded" in out
+    assert f"{len(old - new)} stale deleted" in out
+    stored = _stored(tidb_engine, table_name)
+    assert {i for i, s in stored.items() if s == "docs/guide.md"} == new
+    # Chunks that moved were renumbered without being embedded again.
+    with tidb_engine.connect() as conn:
+        rows = conn.execute(sa.text(f"SELECT id, meta->'$.chunk' FROM `{table_name}`"))
+        positions = {row[0]: int(row[1]) for row in rows}
+    assert [positions[i] for i in new_order] == list(range(len(new_order)))
+    assert chunk_id("docs/notes.txt", "Paris is the capital of France.") in stored
+
+
+def test_ask_streams_a_grounded_answer_with_sources(
+    docs: Path, args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _ingest(args) == 0
+    capsys.readouterr()
+    assert cli.main(["ask", "Which distance ranks rows in TiDB Vector Search?", *args]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    answer, sources = out.split("Sources:\n")
+    assert answer.startswith("(LocalBedrock stand-in) ")
+    assert "VEC_COSINE_DISTANCE" in answer
+    lines = sources.strip().splitlines()
+    assert len(lines) == 4  # default k
+    assert re.fullmatch(r"\[1\] docs/guide\.md \(chunk \d+\)", lines[0])
+    cited = [int(n) for n in re.findall(r"\[(\d+)\]", answer)]
+    assert cited
+    assert all(1 <= n <= len(lines) for n in cited)
+
+
+def test_ask_with_k_and_source_filter(
+    docs: Path, args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _ingest(args) == 0
+    capsys.readouterr()
+    question = "What is the capital of France?"
+    assert cli.main(["ask", question, *args, "--k", "2", "--source", "docs/nested/htap.md"]) == 0
+    out, _ = capsys.readouterr()
+    assert "I don't know" in out
+    assert out.split("Sources:\n")[1].strip().splitlines() == ["[1] docs/nested/htap.md (chunk 0)"]
+    assert cli.main(["ask", question, *args, "--k", "1"]) == 0
+    out, _ = capsys.readouterr()
+    assert "Paris is the capital of France. [1]" in out
+    assert "[1] docs/notes.txt (chunk 0)" in out
+
+
+def test_chat_keeps_history(
+    docs: Path,
+    args: list[str],
+    bedrock: LocalBedrock,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert _ingest(args) == 0
+    capsys.readouterr()
+    bedrock.reset()
+    monkeypatch.setattr(
+        sys, "stdin", io.StringIO("Tell me about Amazon Bedrock\n\nWhich API serves it?\nexit\n")
+    )
+    assert cli.main(["chat", *args]) == 0
+    out, _ = capsys.readouterr()
+    assert out.count("bot> (LocalBedrock stand-in)") == 2
+    assert "Converse API" in out
+    prompts = [
+        r.body["messages"][0]["content"][0]["text"]
+        for r in bedrock.requests
+        if r.op.startswith("Converse")
+    ]
+    assert len(prompts) == 3  # answer, rewrite, answer
+    assert "Human: Tell me about Amazon Bedrock" in prompts[1]
+    assert "Follow-up question: Which API serves it?" in prompts[1]
+    # EOF ends the loop too.
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert cli.main(["chat", *args]) == 0
+
+
+def test_demo_is_grounded_and_idempotent(
+    args: list[str],
+    bedrock: LocalBedrock,
+    tidb_engine: sa.Engine,
+    table_name: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["demo", *args]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert f"Stored 5 facts in table {table_name} (5 embedded, 0 already there)." in out
+    assert "Question: What is TiDB?" in out
+    assert "Retrieved 3 passages (vector search):" in out
+    block = out.split("(vector search):\n")[1].split("\n\nAnswer:")[0]
+    retrieved = re.findall(r"^  \[\d\] (.+)$", block, re.MULTILINE)
+    assert len(retrieved) == 3
+    assert all(r in cli.DEMO_FACTS for r in retrieved)
+    answer = out.split("Answer:\n")[1].split("Sources:")[0].strip()
+    assert answer.startswith("(LocalBedrock stand-in) TiDB")
+    cited = {int(n) for n in re.findall(r"\[(\d+)\]", answer)}
+    assert cited
+    assert cited <= {1, 2, 3}
+    for n in cited:  # the cited passage's sentence is in the answer
+        assert retrieved[n - 1] in answer
+    assert re.search(r"Sources:\n\[1\] tidb-bedrock-tutorial \(chunk \d\)\n", out)
+    assert len(_titan(bedrock)) == 6  # five facts + the question
+
+    bedrock.reset()
+    assert cli.main(["demo", *args]) == 0
+    out, _ = capsys.readouterr()
+    assert "(0 embedded, 5 already there)" in out
+    assert _titan(bedrock) == ["What is TiDB?"]
+    assert len(_stored(tidb_engine, table_name)) == 5
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_error_bad_path(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["ingest", "/no/such/folder", *args]) == 2
+    _, err = capsys.readouterr()
+    assert _one_error_line(err) == "error: no such file or directory: /no/such/folder"
+
+
+def test_error_unreachable_tidb(bedrock: LocalBedrock, capsys: pytest.CaptureFixture[str]) -> None:
+    url = "mysql+pymysql://root@127.0.0.1:1/test"
+    code = cli.main(
+        ["ask", "What is TiDB?", "--tidb-url", url, "--bedrock-endpoint-url", bedrock.endpoint_url]
+    )
+    assert code == 1
+    _, err = capsys.readouterr()
+    line = _one_error_line(err)
+    assert line.startswith(f"error: cannot connect to TiDB at {url}: ")
+    assert "Connection refused" in line or "Can't connect" in line
+
+
+def test_error_missing_aws_credentials(
+    tidb_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    code = cli.main(["ask", "What is TiDB?", "--tidb-url", tidb_url, "--region", "us-east-1"])
+    assert code == 1
+    _, err = capsys.readouterr()
+    assert "No AWS credentials found for Amazon Bedrock" in _one_error_line(err)
+
+
+def test_error_bad_arguments(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["ask", "q", *args, "--filter", "{not json"]) == 2
+    assert _one_error_line(capsys.readouterr().err).startswith("error: --filter is not valid JSON")
+    assert cli.main(["ask", "q", *args, "--filter", '{"source": {"$regex": "x"}}']) == 2
+    assert "$regex" in _one_error_line(capsys.readouterr().err)
+    assert cli.main([]) == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def _tidb_servers_using(data_dir: Path) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if "tidb-server" in cmdline and str(data_dir) in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_demo_subprocess_with_nothing_configured(tmp_path: Path) -> None:
+    data_dir = tmp_path / "cli-data"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TIDB_", "AWS_", "BEDROCK_")) or k == "TIDB_SERVER_BIN"
+    }
+    env.update(
+        LTB_DATA_DIR=str(data_dir),
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "langchain_tidb_bedrock", "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (note,) = proc.stderr.strip().splitlines()
+    assert note.startswith(f"note: using a local TiDB (data in {data_dir}) and LocalBedrock")
+    assert "not a model" in note
+    assert "TIDB_URL" in note
+    assert "AWS_REGION" in note
+    answer = proc.stdout.split("Answer:\n")[1]
+    assert answer.startswith("(LocalBedrock stand-in) TiDB")
+    assert re.search(r"\[[123]\]", answer)
+    assert "Sources:\n[1] tidb-bedrock-tutorial (chunk" in proc.stdout
+    assert (data_dir / "store").is_dir()  # the data persists for the next run
+    assert _tidb_servers_using(data_dir) == []
+
+
+def test_ingest_overlapping_paths_and_undecodable_text(
+    docs: Path,
+    args: list[str],
+    tidb_engine: sa.Engine,
+    table_name: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (docs / "binary.txt").write_bytes(b"\xff\xfe\x00not utf-8")
+    code = cli.main(
+        ["ingest", "docs", "docs/notes.txt", "./docs/notes.txt", *args, "--no-progress"]
+    )
+    assert code == 0
+    out, err = capsys.readouterr()
+    assert "note: skipped 1 files that are not UTF-8 text" in err
+    assert "Ingested into table" in out
+    assert "3 files" in out  # notes.txt once, binary.txt skipped
+    assert sorted(set(_stored(tidb_engine, table_name).values())) == [
+        "docs/guide.md",
+        "docs/nested/htap.md",
+        "docs/notes.txt",
+    ]
