@@ -1,7 +1,7 @@
 """``make bench``: every benchmark on a local TiDB and LocalBedrock, one table of ratios.
 
-    python -m benchmarks.run            # full sizes (several minutes)
-    python -m benchmarks.run --smoke    # tiny sizes, seconds: keeps the benchmarks working in CI
+python -m benchmarks.run            # full sizes (several minutes)
+python -m benchmarks.run --smoke    # tiny sizes, seconds: keeps the benchmarks working in CI
 """
 
 from __future__ import annotations
@@ -17,10 +17,24 @@ from benchmarks.common import Row, dumps
 from langchain_tidb_bedrock.local import LocalTiDB
 
 SIZES = {
-    "full": {"ingest": 20_000, "search_docs": 20_000, "queries": 200, "repeat": 3,
-             "embed": 1_000, "e2e": 1_000, "memory": 100_000},
-    "smoke": {"ingest": 300, "search_docs": 300, "queries": 10, "repeat": 1,
-              "embed": 40, "e2e": 30, "memory": 2_000},
+    "full": {
+        "ingest": 20_000,
+        "search_docs": 20_000,
+        "queries": 200,
+        "repeat": 3,
+        "embed": 1_000,
+        "e2e": 1_000,
+        "memory": 100_000,
+    },
+    "smoke": {
+        "ingest": 300,
+        "search_docs": 300,
+        "queries": 10,
+        "repeat": 1,
+        "embed": 40,
+        "e2e": 30,
+        "memory": 2_000,
+    },
 }
 
 
@@ -42,8 +56,9 @@ def print_table(rows: list[Row]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
-    parser.add_argument("--only", nargs="*", default=None,
-                        help="subset: ingest search embed e2e memory")
+    parser.add_argument(
+        "--only", nargs="*", default=None, help="subset: ingest search embed e2e memory"
+    )
     args = parser.parse_args(argv)
     logging.getLogger("langchain_tidb_bedrock").setLevel(logging.ERROR)  # "exact kNN" notices
     size = SIZES["smoke" if args.smoke else "full"]
@@ -78,12 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows)
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    (out / ("smoke.json" if args.smoke else "latest.json")).write_text(dumps({
-        "machine": f"{platform.platform()} / {platform.processor() or platform.machine()}",
-        "python": sys.version.split()[0],
-        "seconds": round(time.time() - started, 1),
-        "rows": [r.__dict__ for r in rows],
-    }))
+    (out / ("smoke.json" if args.smoke else "latest.json")).write_text(
+        dumps(
+            {
+                "machine": f"{platform.platform()} / {platform.processor() or platform.machine()}",
+                "python": sys.version.split()[0],
+                "seconds": round(time.time() - started, 1),
+                "rows": [r.__dict__ for r in rows],
+            }
+        )
+    )
     return 0
 
 

@@ -15,6 +15,8 @@ import sqlalchemy as sa
 from langchain_core.embeddings import Embeddings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from langchain_tidb_bedrock.bulk import LoadRows, load_rows, supports_load_data
+
 __all__ = ["EmbedDocs", "EmbedQuery", "Op", "Read", "Write", "run_async", "run_sync"]
 
 T = TypeVar("T")
@@ -35,7 +37,9 @@ class Write:
     A step is a Core statement, or driver SQL with a list of parameter tuples (executemany).
     """
 
-    steps: Sequence[sa.Executable | tuple[str, list[tuple[Any, ...]]]] = field(default_factory=list)
+    steps: Sequence[sa.Executable | tuple[str, list[tuple[Any, ...]]] | LoadRows] = field(
+        default_factory=list
+    )
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,13 @@ def run_sync(op: Op[T], engine: sa.Engine, embeddings: Embeddings | None) -> T:
             total = 0
             with engine.begin() as conn:
                 for step in request.steps:
-                    if isinstance(step, tuple):
+                    if isinstance(step, LoadRows):
+                        raw = conn.connection.dbapi_connection
+                        if supports_load_data(raw):
+                            total += load_rows(raw, step.table, step.rows)
+                        else:
+                            total += conn.exec_driver_sql(step.fallback_sql, step.rows).rowcount
+                    elif isinstance(step, tuple):
                         total += conn.exec_driver_sql(step[0], step[1]).rowcount
                     else:
                         total += conn.execute(step).rowcount
@@ -125,6 +135,8 @@ async def _ahandle(request: Request, engine: AsyncEngine, embeddings: Embeddings
         total = 0
         async with engine.begin() as conn:
             for step in request.steps:
+                if isinstance(step, LoadRows):
+                    step = (step.fallback_sql, step.rows)  # noqa: PLW2901 - aiomysql: INSERT
                 if isinstance(step, tuple):
                     total += (await conn.exec_driver_sql(step[0], step[1])).rowcount
                 else:

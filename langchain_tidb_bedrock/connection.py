@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from langchain_tidb_bedrock import bulk
+
 __all__ = [
     "ConnectionConfigError",
     "async_url",
@@ -131,10 +133,20 @@ def create_engine(
     *,
     tls: bool | None = None,
     ca_path: str | None = None,
+    local_infile: bool = False,
 ) -> sa.Engine:
-    """A pooled PyMySQL engine with the TLS and pool defaults above."""
+    """A pooled PyMySQL engine with the TLS and pool defaults above.
+
+    ``local_infile`` negotiates LOAD DATA LOCAL for bulk writes (see bulk.py); the permission
+    itself stays off on every connection except during the store's own LOAD statement.
+    """
     u, kwargs = engine_kwargs(url, engine_args, tls=tls, ca_path=ca_path)
-    return sa.create_engine(u, **kwargs)
+    if local_infile:
+        bulk.enable_local_infile_capability(kwargs["connect_args"])
+    engine = sa.create_engine(u, **kwargs)
+    if local_infile:
+        sa.event.listen(engine, "connect", bulk.lock_local_infile)
+    return engine
 
 
 def create_engine_async(
@@ -146,6 +158,7 @@ def create_engine_async(
 ) -> AsyncEngine:
     """A pooled aiomysql engine with exactly the same connection arguments."""
     u, kwargs = engine_kwargs(url, engine_args, tls=tls, ca_path=ca_path)
+    kwargs["connect_args"].pop("local_infile", None)  # async writes use INSERT
     # aiomysql takes the same ``ssl`` SSLContext; URL query flags are PyMySQL-only, keep ssl_ca.
     query = {
         k: v for k, v in u.query.items() if k not in ("ssl_verify_cert", "ssl_verify_identity")

@@ -31,6 +31,7 @@ from langchain_tidb_bedrock._runner import (
     run_async,
     run_sync,
 )
+from langchain_tidb_bedrock.bulk import LoadRows
 from langchain_tidb_bedrock.connection import (
     ConnectionConfigError,
     create_engine,
@@ -215,6 +216,7 @@ class TiDBVectorStore(VectorStore):
         show_progress: bool = False,
         tls: bool | None = None,
         ca_path: str | None = None,
+        bulk_load: bool = True,
     ) -> None:
         """Create the store; no database or embedding call happens here.
 
@@ -234,6 +236,8 @@ class TiDBVectorStore(VectorStore):
             show_progress: show a progress bar while adding.
             tls: force TLS on or off; default on for non-loopback hosts.
             ca_path: CA bundle for TLS; the system bundle when None.
+            bulk_load: write batches with ``LOAD DATA LOCAL ... REPLACE`` (about 2x faster than
+                multi-row INSERT on TiDB); falls back to INSERT by itself where refused.
         """
         self.table_name = validate_identifier(table_name)
         if distance_strategy is not None:
@@ -266,7 +270,9 @@ class TiDBVectorStore(VectorStore):
                 )
                 raise ConnectionConfigError(msg)
             self._url: URL = sa.engine.make_url(url)
-            self._engine = create_engine(self._url, engine_args, tls=tls, ca_path=ca_path)
+            self._engine = create_engine(
+                self._url, engine_args, tls=tls, ca_path=ca_path, local_infile=bulk_load
+            )
             self._owns_engine = True
         else:
             self._url = engine.url
@@ -288,6 +294,7 @@ class TiDBVectorStore(VectorStore):
         self._index_ready = False
         self._lock = threading.Lock()
         self._warned_exact = False
+        self._bulk_load = bulk_load
 
     # ------------------------------------------------------------------ plumbing
 
@@ -564,12 +571,25 @@ class TiDBVectorStore(VectorStore):
                 if self._info is None or self._dimension is None:
                     yield from self._op_ensure_table(int(matrix.shape[1]))
                 params = list(zip(b_ids, encode_vectors(matrix), b_texts, b_meta, strict=True))
-                yield Write([(self._queries().upsert_sql, params)])
+                yield from self._op_write_rows(params)
                 result_ids.extend(b_ids)
                 bar.update(len(batch))
         finally:
             bar.close()
         return result_ids
+
+    def _op_write_rows(self, params: list[tuple[str, str, str, str]]) -> Op[None]:
+        upsert = self._queries().upsert_sql
+        if not self._bulk_load:
+            yield Write([(upsert, params)])
+            return
+        try:
+            yield Write([LoadRows(self.table_name, params, upsert)])
+        except Exception as exc:  # the same rows through INSERT decide
+            yield Write([(upsert, params)])
+            # INSERT worked where LOAD DATA did not: the server or driver refuses LOAD DATA.
+            self._bulk_load = False
+            logger.info("LOAD DATA unavailable (%s); writing with INSERT from now on", exc)
 
     @staticmethod
     def _zip_stream(

@@ -1,0 +1,122 @@
+"""Bulk writes through LOAD DATA LOCAL ... REPLACE, and the fallback to INSERT."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from langchain_core.embeddings import DeterministicFakeEmbedding
+
+from langchain_tidb_bedrock import TiDBVectorStore, _runner, bulk
+
+AWKWARD = [
+    "tab\there",
+    "new\nline and \r\n windows",
+    "back\\slash \\t not a tab \\N not null",
+    "quote ' \" ; DROP TABLE x; --",
+    "数据库 ✓ emoji 😀",
+    "",
+    "NUL \x00 byte",
+]
+
+
+@pytest.fixture
+def loads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = bulk.load_rows
+
+    def counting(conn: Any, table: str, rows: Any) -> int:
+        calls.append(len(rows))
+        return real(conn, table, rows)
+
+    monkeypatch.setattr(_runner, "load_rows", counting)
+    return calls
+
+
+@pytest.fixture
+def store(tidb_url: str) -> Iterator[TiDBVectorStore]:
+    s = TiDBVectorStore(
+        DeterministicFakeEmbedding(size=8),
+        connection_string=tidb_url,
+        table_name=f"bulk_{uuid.uuid4().hex[:10]}",
+        batch_size=3,
+    )
+    yield s
+    s.drop_table()
+    s.close()
+
+
+def test_load_data_round_trips_awkward_text_and_metadata(
+    store: TiDBVectorStore, loads: list[int]
+) -> None:
+    ids = [f"id\t{i}\\{i}\n" for i in range(len(AWKWARD))]
+    metas = [{"text": t, "path": "C:\\dir\\file", "n": i} for i, t in enumerate(AWKWARD)]
+    store.add_texts(AWKWARD, metas, ids=ids)
+    assert loads == [3, 3, 1]  # batch_size=3, every batch through LOAD DATA
+    back = store.get_by_ids(ids)
+    assert [d.id for d in back] == ids
+    assert [d.page_content for d in back] == AWKWARD
+    assert [d.metadata for d in back] == metas
+
+
+def test_load_data_replaces_existing_rows(store: TiDBVectorStore, loads: list[int]) -> None:
+    store.add_texts(["one", "two"], [{"v": 1}, {"v": 2}], ids=["a", "b"])
+    store.add_texts(["uno"], [{"v": 10}], ids=["a"])
+    assert len(loads) == 2
+    assert store.count() == 2
+    assert store.get_by_ids(["a"])[0].page_content == "uno"
+    assert store.get_by_ids(["a"])[0].metadata == {"v": 10}
+    assert store.similarity_search("uno", k=1)[0].id == "a"
+
+
+def test_engine_without_the_capability_uses_insert(tidb_url: str, loads: list[int]) -> None:
+    engine = sa.create_engine(tidb_url)  # a user's engine: no LOCAL INFILE negotiated
+    s = TiDBVectorStore(
+        DeterministicFakeEmbedding(size=8),
+        engine=engine,
+        table_name=f"bulk_{uuid.uuid4().hex[:10]}",
+    )
+    try:
+        s.add_texts(["a", "b"], ids=["1", "2"])
+        assert loads == []
+        assert s.count() == 2
+    finally:
+        s.drop_table()
+        engine.dispose()
+
+
+def test_refused_load_data_falls_back_to_insert_once(
+    store: TiDBVectorStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    def refuse(conn: Any, table: str, rows: Any) -> int:
+        calls.append(len(rows))
+        raise sa.exc.OperationalError("LOAD DATA", {}, Exception(1148, "not allowed"))
+
+    monkeypatch.setattr(_runner, "load_rows", refuse)
+    store.add_texts(["a", "b", "c", "d", "e"], ids=list("abcde"))
+    assert calls == [3]  # tried once, then INSERT for every batch
+    assert store.count() == 5
+
+
+def test_a_real_error_is_raised_not_swallowed(store: TiDBVectorStore) -> None:
+    store.add_texts(["seed"], ids=["seed"])
+    # A NOT NULL column without a default: LOAD DATA only warns (so it is rolled back), and the
+    # INSERT retry fails for real; that error must reach the caller with nothing written.
+    with store.engine.begin() as conn:
+        conn.execute(sa.text(f"ALTER TABLE `{store.table_name}` ADD COLUMN x INT NOT NULL"))
+    with pytest.raises(sa.exc.DBAPIError):
+        store.add_texts(["a", "b"], ids=["1", "2"])
+    assert store.count() == 1
+
+
+def test_tsv_escaping_is_reversible() -> None:
+    row = ("a\tb\\c\nd\re\x00f", "[1,2]", "x", '{"k":"\\\\"}')
+    text = bulk._tsv([row])
+    assert text.count("\t") == 3
+    assert text.endswith("\n")
+    assert text.count("\n") == 1
