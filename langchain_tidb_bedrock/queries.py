@@ -70,6 +70,31 @@ class Queries:
         stmt = self.knn(query_vector, k, with_vector=with_vector)
         return stmt.where(condition) if condition is not None else stmt
 
+    def matching_ids(self, filter: Mapping[str, Any], limit: int) -> sa.Select[Any]:
+        """Ids of rows matching ``filter`` (reads ``id`` and ``meta`` only, never the vectors)."""
+        condition = compile_filter(filter, self.table.c.meta)
+        stmt = sa.select(self.table.c.id).limit(limit)
+        return stmt.where(condition) if condition is not None else stmt
+
+    def knn_among_ids(
+        self,
+        query_vector: str,
+        k: int,
+        ids: Sequence[str],
+        filter: Mapping[str, Any],
+        *,
+        with_vector: bool = False,
+    ) -> sa.Select[Any]:
+        """KNN over the given ids only (point reads), with the filter applied again.
+
+        Re-checking the filter means a row changed since its id was read never slips through.
+        """
+        condition = compile_filter(filter, self.table.c.meta)
+        stmt = self.knn(query_vector, k, with_vector=with_vector).where(
+            self.table.c.id.in_(list(ids))
+        )
+        return stmt.where(condition) if condition is not None else stmt
+
     def knn_postfilter(
         self,
         query_vector: str,
