@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pymysql
 import sqlalchemy as sa
+from pymysql.converters import escape_string
 
 from benchmarks.common import (
     PrecomputedEmbeddings,
@@ -181,6 +182,22 @@ def _checker(bad: dict[str, list[int]], filtered: bool, bucket: int, expected: i
     return check
 
 
+def _literal(store: TiDBVectorStore, stmt: Any) -> str:
+    return str(stmt.compile(dialect=store.engine.dialect, compile_kwargs={"literal_binds": True}))
+
+
+def _our_sql(
+    store: TiDBVectorStore, vector: Any, k: int, flt: dict[str, Any] | None
+) -> tuple[str | None, str]:
+    """The store's statements for one query: (filter probe or None, kNN with an id slot)."""
+    q = store._queries()
+    qv = orjson.dumps(vector, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    if flt is None:
+        return None, _literal(store, q.knn(qv, k))
+    probe = _literal(store, q.matching_ids(flt, 1001))
+    return probe, _literal(store, q.knn_among_ids(qv, k, ["__IDS__"], flt))
+
+
 def search_rows(url: str, n: int, queries: int) -> list[Row]:
     """p50/p95 latency over ``queries`` k=4 searches, unfiltered and with a 1% filter."""
     c = Corpus(n)
@@ -210,17 +227,15 @@ def search_rows(url: str, n: int, queries: int) -> list[Row]:
             res2 = legacy.similarity_search_with_score(text, k=k, filter=flt if filtered else None)
             lat["community"].append(time.perf_counter() - t0)
             check("community", [d.metadata for d, _ in res2])
+            # Raw: exactly the statements the store sends, as text prepared beforehand.
+            probe_sql, knn_sql = _our_sql(ours, qs[i], k, flt if filtered else None)
             t0 = time.perf_counter()
-            qv = orjson.dumps(qs[i], option=orjson.OPT_SERIALIZE_NUMPY).decode()
-            where = (
-                "WHERE JSON_EXTRACT(meta, '$.\"bucket\"') = CAST(%s AS JSON) " if filtered else ""
-            )
-            params: tuple[Any, ...] = (qv, str(bucket)) if filtered else (qv,)
-            cur.execute(
-                f"SELECT id, document, meta, VEC_COSINE_DISTANCE(embedding, %s) AS distance "
-                f"FROM `{ours.table_name}` {where}ORDER BY distance LIMIT {k}",
-                params,
-            )
+            if probe_sql is not None:
+                cur.execute(probe_sql)
+                ids = ", ".join("'" + escape_string(r[0]) + "'" for r in cur.fetchall())
+                cur.execute(knn_sql.replace("'__IDS__'", ids))
+            else:
+                cur.execute(knn_sql)
             fetched = cur.fetchall()
             metas = [orjson.loads(r[2]) for r in fetched]
             lat["raw"].append(time.perf_counter() - t0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import ssl
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,8 +33,10 @@ __all__ = [
 
 _SYNC_DRIVER = "mysql+pymysql"
 _ASYNC_DRIVER = "mysql+aiomysql"
-# TiDB Cloud closes idle connections; recycle before that and ping on checkout.
-_POOL_DEFAULTS: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 300}
+# TiDB Cloud closes idle connections: recycle them after 5 minutes, and check a connection that
+# sat idle in the pool before handing it out (see _ping_idle_connections).
+_POOL_DEFAULTS: dict[str, Any] = {"pool_recycle": 300}
+IDLE_PING_AFTER = 10.0  # seconds
 _SSL_QUERY_KEYS = ("ssl", "ssl_ca", "ssl_verify_cert", "ssl_verify_identity", "ssl_disabled")
 
 
@@ -146,7 +149,32 @@ def create_engine(
     engine = sa.create_engine(u, **kwargs)
     if local_infile:
         sa.event.listen(engine, "connect", bulk.lock_local_infile)
+    if "pool_pre_ping" not in kwargs:
+        _ping_idle_connections(engine)
     return engine
+
+
+def _ping_idle_connections(engine: sa.Engine) -> None:
+    """Ping a pooled connection on checkout only if it sat idle longer than IDLE_PING_AFTER.
+
+    ``pool_pre_ping`` pings on every checkout: one more round trip per query (1-2 ms measured
+    here, an RTT to TiDB Cloud). A connection in steady use cannot have been idle-closed, so
+    only idle ones are checked; a dead one is replaced transparently.
+    """
+
+    @sa.event.listens_for(engine, "checkin")
+    def _checkin(dbapi_connection: Any, record: Any) -> None:
+        record.info["ltb_idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.get("ltb_idle_since")
+        if since is None or time.monotonic() - since < IDLE_PING_AFTER:
+            return
+        try:
+            dbapi_connection.ping(False)
+        except Exception as exc:  # any failure: let the pool reconnect
+            raise sa.exc.DisconnectionError(str(exc)) from exc
 
 
 def create_engine_async(
@@ -159,6 +187,7 @@ def create_engine_async(
     """A pooled aiomysql engine with exactly the same connection arguments."""
     u, kwargs = engine_kwargs(url, engine_args, tls=tls, ca_path=ca_path)
     kwargs["connect_args"].pop("local_infile", None)  # async writes use INSERT
+    kwargs.setdefault("pool_pre_ping", True)
     # aiomysql takes the same ``ssl`` SSLContext; URL query flags are PyMySQL-only, keep ssl_ca.
     query = {
         k: v for k, v in u.query.items() if k not in ("ssl_verify_cert", "ssl_verify_identity")

@@ -297,6 +297,7 @@ class TiDBVectorStore(VectorStore):
         self._lock = threading.Lock()
         self._warned_exact = False
         self._bulk_load = bulk_load
+        self._q: Queries | None = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -316,7 +317,10 @@ class TiDBVectorStore(VectorStore):
         return self._engine
 
     def _queries(self) -> Queries:
-        return Queries(self._table, self.distance_strategy)
+        strategy = self.distance_strategy
+        if self._q is None or self._q.strategy is not strategy:
+            self._q = Queries(self._table, strategy)
+        return self._q
 
     def _run(self, op: Op[T]) -> T:
         return run_sync(op, self._engine, self.embedding)
@@ -817,28 +821,31 @@ class TiDBVectorStore(VectorStore):
         qv = encode_query_vector(
             vector, self._dimension, reject_zero=self.distance_strategy is DistanceStrategy.COSINE
         )
+        params = {"qv": qv}
         if not filter:
-            rows: list[Any] = yield Read(q.knn(qv, k, with_vector=with_vector))
+            rows: list[Any] = yield Read(q.knn_template(k, with_vector=with_vector), params)
             return rows
         strategy = self._resolve_strategy(filter_strategy)
         if strategy == "pre":
             # Exact search. Scanning for the filter alone skips decoding every stored vector,
             # so a selective filter is answered by ranking just its matches (2.5x faster on
             # 20k rows); a broad one stops the probe early and takes a single filtered scan.
-            probe = yield Read(q.matching_ids(filter, _SELECTIVE_IDS + 1))
+            probe = yield Read(q.matching_ids_template(filter, _SELECTIVE_IDS + 1))
             ids = [r.id for r in probe]
             if len(ids) <= _SELECTIVE_IDS:
                 if not ids:
                     return []
-                rows = yield Read(q.knn_among_ids(qv, k, ids, filter, with_vector=with_vector))
+                among = q.among_ids_template(k, filter, with_vector=with_vector)
+                rows = yield Read(among, {"qv": qv, "ids": ids})
                 return rows
-            rows = yield Read(q.knn_prefilter(qv, k, filter, with_vector=with_vector))
+            rows = yield Read(q.prefilter_template(k, filter, with_vector=with_vector), params)
             return rows
         # Post-filter: widen the candidate pool until k rows match or the table is exhausted.
         candidates = max(k * overfetch, 20)
         total: int | None = None
         while True:
-            rows = yield Read(q.knn_postfilter(qv, k, candidates, filter, with_vector=with_vector))
+            post = q.postfilter_template(k, candidates, filter, with_vector=with_vector)
+            rows = yield Read(post, params)
             if len(rows) >= k:
                 return rows
             if total is None:

@@ -2,6 +2,7 @@
 
 python -m langchain_tidb_bedrock.local tidb {build,start,stop,status}
 python -m langchain_tidb_bedrock.local bedrock [--port N] [--latency SECONDS]
+    [--throttle-rate FRACTION] [--retry-after-ms MS]
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ def _bedrock(args: argparse.Namespace) -> int:
     from langchain_tidb_bedrock.local.bedrock import LocalBedrock
 
     server = LocalBedrock(host=args.host, port=args.port, latency=args.latency)
+    server.throttle_rate = args.throttle_rate
+    server.retry_after_ms = args.retry_after_ms
     print(f"LocalBedrock (a local stand-in, not a model) at http://{args.host}:{args.port}")
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
@@ -109,6 +112,18 @@ def main(argv: list[str] | None = None) -> int:
     bedrock.add_argument("--host", default="127.0.0.1")
     bedrock.add_argument("--port", type=int, default=8000)
     bedrock.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
+    bedrock.add_argument(
+        "--throttle-rate",
+        type=float,
+        default=0.0,
+        help="fraction of requests answered 429 ThrottlingException, spread evenly (0-1)",
+    )
+    bedrock.add_argument(
+        "--retry-after-ms",
+        type=int,
+        default=10,
+        help="the x-amz-retry-after hint (milliseconds) sent with each 429",
+    )
     args = parser.parse_args(argv)
     try:
         return _tidb(args) if args.what == "tidb" else _bedrock(args)

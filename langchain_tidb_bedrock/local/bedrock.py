@@ -104,6 +104,9 @@ def _malformed(detail: str) -> _BedrockError:
     return _invalid(f"Malformed input request: {detail}, please reformat your input and try again.")
 
 
+MAX_RECORDED_REQUESTS = 100_000
+
+
 @dataclass
 class RecordedRequest:
     """One request as LocalBedrock saw it (``status`` is filled in once answered)."""
@@ -177,7 +180,8 @@ class LocalBedrock:
         self._lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        self._requests: list[RecordedRequest] = []
+        # Bounded: a standalone server runs for hours; tests look at the recent requests only.
+        self._requests: deque[RecordedRequest] = deque(maxlen=MAX_RECORDED_REQUESTS)
         self._failures: deque[_BedrockError] = deque()
         self._stream_errors: deque[_StreamError] = deque()
         self._counter = 0

@@ -402,8 +402,8 @@ def test_knn_sql_has_the_index_compatible_shape(make_store: StoreFactory) -> Non
     for metric, fn in (("cosine", "VEC_COSINE_DISTANCE"), ("l2", "VEC_L2_DISTANCE")):
         store = make_store(distance_strategy=metric)
         sql = " ".join(store.knn_sql(k=7).split())
-        assert f"{fn}({store.table_name}.embedding, %(param_1)s) AS distance" in sql
-        assert sql.endswith("ORDER BY distance ASC LIMIT %(param_2)s")
+        assert f"{fn}({store.table_name}.embedding, %(qv)s) AS distance" in sql
+        assert sql.endswith("ORDER BY distance ASC LIMIT %(param_1)s")
         assert "WHERE" not in sql
     # The post-filter keeps that shape in its inner query and filters outside it.
     q = store._queries()
@@ -558,3 +558,39 @@ def test_indexing_api_skips_unchanged_documents(make_store: StoreFactory) -> Non
     assert third["num_added"] == 1
     assert third["num_deleted"] == 1
     assert _rows(store) == 5
+
+
+# ---------------------------------------------------------------- connection pool
+
+
+def test_idle_connection_killed_by_the_server_is_replaced(
+    make_store: StoreFactory, tidb_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from langchain_tidb_bedrock import connection
+
+    store = make_store()
+    store.add_texts(["a"], ids=["1"])
+    with store.engine.connect() as conn:
+        conn_id = conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar()
+    # What TiDB Cloud does to a connection left idle: close it server-side.
+    with tidb_engine.connect() as admin:
+        admin.execute(sa.text(f"KILL {int(conn_id)}"))  # type: ignore[arg-type]
+    monkeypatch.setattr(connection, "IDLE_PING_AFTER", 0.0)
+    assert [d.id for d in store.similarity_search("a", k=1)] == ["1"]
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar() != conn_id
+
+
+def test_busy_connections_are_not_pinged(
+    make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store()
+    store.add_texts(["a"], ids=["1"])
+    pings: list[int] = []
+    with store.engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        real_ping = raw.ping  # type: ignore[union-attr]
+        monkeypatch.setattr(raw, "ping", lambda *a: pings.append(1) or real_ping(*a))
+    for _ in range(5):
+        store.similarity_search("a", k=1)
+    assert pings == []

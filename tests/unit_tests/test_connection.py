@@ -68,7 +68,6 @@ def test_remote_hosts_get_verified_tls_by_default() -> None:
     assert ctx.verify_mode is ssl.CERT_REQUIRED
     assert ctx.check_hostname is True
     assert ctx.minimum_version >= ssl.TLSVersion.TLSv1_2
-    assert kwargs["pool_pre_ping"] is True
     assert kwargs["pool_recycle"] == 300
 
 

@@ -1,0 +1,66 @@
+"""``make bench-smoke`` in the test suite: every benchmark row at tiny sizes still runs.
+
+No timing is asserted (a shared 2-core CI box is too noisy); only that every row comes out with
+positive figures, that ours embeds every text under throttling, and that no LocalBedrock child
+process is left behind.
+"""
+
+from __future__ import annotations
+
+import re
+
+import psutil
+import pytest
+
+from benchmarks import e2e, embed, memory, store
+from benchmarks.common import Row
+from benchmarks.run import SIZES, print_table
+
+SMOKE = SIZES["smoke"]
+
+
+def _bedrock_children() -> list[psutil.Process]:
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "langchain_tidb_bedrock.local" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def _check(row: Row) -> None:
+    assert row.ours > 0, row
+    assert row.others, row
+    assert all(v > 0 for v in row.others.values()), row
+    assert row.unit, row
+    assert row.target, row
+
+
+@pytest.mark.timeout(600)
+def test_smoke_rows(tidb_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    rows: list[Row] = [store.ingest_row(tidb_url, SMOKE["ingest"], SMOKE["repeat"])]
+    rows += store.search_rows(tidb_url, SMOKE["search_docs"], SMOKE["queries"])
+    embed_rows = embed.embed_rows(SMOKE["embed"], SMOKE["repeat"])
+    rows += embed_rows
+    assert not _bedrock_children(), "a LocalBedrock process outlived its benchmark"
+    rows.append(e2e.e2e_row(tidb_url, SMOKE["e2e"], SMOKE["repeat"]))
+    assert not _bedrock_children(), "a LocalBedrock process outlived its benchmark"
+    rows.append(memory.memory_row(tidb_url, SMOKE["memory"]))
+
+    assert len(rows) == 7
+    for row in rows:
+        _check(row)
+
+    assert len(embed_rows) == 2
+    throttled = embed_rows[1]
+    match = re.search(r"failed texts: ours (\d+), langchain-aws (\d+)", throttled.notes)
+    assert match, throttled.notes
+    assert int(match.group(1)) == 0, throttled.notes
+    assert throttled.met is True
+
+    print_table(rows)
+    table = capsys.readouterr().out
+    for row in rows:
+        assert row.name in table
