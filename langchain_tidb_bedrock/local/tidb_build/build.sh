@@ -20,8 +20,8 @@ command -v go >/dev/null || { echo "error: Go is not installed; install Go >= 1.
 command -v cc >/dev/null || { echo "error: no C compiler (cc); install gcc to build tidb-server" >&2; exit 1; }
 
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=1
-mkdir -p "$W"; cd "$W"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+mkdir -p "$W"; cd "$W"
 if [ -f "$HERE/go.mod" ] && grep -q "$TIDB_VER" "$HERE/go.mod"; then
   # Reuse the committed wrapper module (its go.sum pins every dependency).
   cp "$HERE/go.mod" "$HERE/go.sum" "$W/"
