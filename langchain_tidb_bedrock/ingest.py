@@ -18,16 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
 from tqdm.auto import tqdm
 
-from langchain_tidb_bedrock.encoding import encode_metadata
-from langchain_tidb_bedrock.filters import compile_filter
-from langchain_tidb_bedrock.schema import table_object
 from langchain_tidb_bedrock.vectorstores import TiDBVectorStore
 
 __all__ = [
@@ -235,38 +231,18 @@ def _refresh_metadata(store: VectorStore, docs: Sequence[Document]) -> None:
     """
     if not docs or not isinstance(store, TiDBVectorStore):
         return
-    table = table_object(store.table_name)
-    statement = (
-        sa.update(table)
-        .where(table.c.id == sa.bindparam("doc_id"))
-        .values(meta=sa.bindparam("doc_meta"))
-    )
-    params = [
-        {"doc_id": doc.id, "doc_meta": encode_metadata(doc.metadata, n)}
-        for n, doc in enumerate(docs)
-    ]
-    with store.engine.begin() as conn:
-        conn.execute(statement, params)
+    store.update_metadata({doc.id: doc.metadata for doc in docs if doc.id is not None})
 
 
 def _stored_ids_by_source(store: VectorStore, sources: Sequence[str]) -> dict[str, set[str]]:
     """Ids stored under each source (TiDB stores only: other stores have no such query)."""
     if not isinstance(store, TiDBVectorStore) or not sources:
         return {}
-    table = table_object(store.table_name)
     result: dict[str, set[str]] = {}
-    try:
-        with store.engine.connect() as conn:
-            for batch in _batches(sources, _LOOKUP_BATCH):
-                where = compile_filter({"source": {"$in": list(batch)}}, table.c.meta)
-                source_col = sa.func.json_unquote(sa.func.json_extract(table.c.meta, "$.source"))
-                rows = conn.execute(sa.select(table.c.id, source_col).where(where))  # type: ignore[arg-type]
-                for doc_id, source in rows:
-                    result.setdefault(source, set()).add(doc_id)
-    except sa.exc.ProgrammingError as exc:
-        if "1146" not in str(exc.orig):  # 1146: the table does not exist yet (nothing stored)
-            raise
-        return {}
+    for batch in _batches(sources, _LOOKUP_BATCH):
+        for doc in store.get(filter={"source": {"$in": list(batch)}}):
+            if doc.id is not None:
+                result.setdefault(doc.metadata["source"], set()).add(doc.id)
     return result
 
 

@@ -192,6 +192,17 @@ class Queries:
         """Rows for the given ids."""
         return sa.select(*self._columns(False)).where(self.table.c.id.in_(list(ids)))
 
+    def get_where(self, filter: Mapping[str, Any] | None, limit: int | None) -> sa.Select[Any]:
+        """Rows matching a metadata filter (all rows when None), in id order."""
+        stmt = sa.select(*self._columns(False)).order_by(self.table.c.id)
+        if filter:
+            stmt = stmt.where(self._condition(filter, self.table.c.meta))
+        return stmt.limit(limit) if limit is not None else stmt
+
+    def update_meta_sql(self) -> str:
+        """Driver SQL to replace one row's metadata: parameters (meta JSON, id)."""
+        return f"UPDATE {quote_identifier(self.table.name)} SET `meta` = %s WHERE `id` = %s"
+
     def delete_ids(self, ids: Sequence[str]) -> sa.Delete:
         """Delete the given ids."""
         return sa.delete(self.table).where(self.table.c.id.in_(list(ids)))

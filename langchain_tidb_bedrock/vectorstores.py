@@ -698,6 +698,58 @@ class TiDBVectorStore(VectorStore):
         """Async :meth:`get_by_ids`."""
         return await self._arun(self._op_get_by_ids(ids))
 
+    def _op_get(self, filter: Mapping[str, Any] | None, limit: int | None) -> Op[list[Document]]:
+        if filter:
+            validate_filter(filter)
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            msg = f"limit must be a non-negative integer, got {limit!r}"
+            raise ValueError(msg)
+        info = yield from self._op_table_info()
+        if info is None:
+            return []
+        rows = yield Read(self._queries().get_where(filter, limit))
+        return [
+            Document(id=r.id, page_content=r.document or "", metadata=decode_metadata(r.meta))
+            for r in rows
+        ]
+
+    def get(
+        self, *, filter: Mapping[str, Any] | None = None, limit: int | None = None
+    ) -> list[Document]:
+        """Documents whose metadata match ``filter`` (every document when None), by id.
+
+        Args:
+            filter: a metadata filter, as for search.
+            limit: at most this many documents.
+        """
+        return self._run(self._op_get(filter, limit))
+
+    async def aget(
+        self, *, filter: Mapping[str, Any] | None = None, limit: int | None = None
+    ) -> list[Document]:
+        """Async :meth:`get`."""
+        return await self._arun(self._op_get(filter, limit))
+
+    def _op_update_metadata(self, metadata: Mapping[str, dict[str, Any]]) -> Op[int]:
+        params = [(encode_metadata(m, n), i) for n, (i, m) in enumerate(metadata.items())]
+        info = yield from self._op_table_info()
+        if info is None or not params:
+            return 0
+        changed: int = yield Write([(self._queries().update_meta_sql(), params)])
+        return changed
+
+    def update_metadata(self, metadata: Mapping[str, dict[str, Any]]) -> int:
+        """Replace the metadata of existing documents by id, without re-embedding them.
+
+        All rows change in one transaction; ids that do not exist are ignored. Returns the
+        number of rows changed.
+        """
+        return self._run(self._op_update_metadata(metadata))
+
+    async def aupdate_metadata(self, metadata: Mapping[str, dict[str, Any]]) -> int:
+        """Async :meth:`update_metadata`."""
+        return await self._arun(self._op_update_metadata(metadata))
+
     def _op_delete(self, ids: list[str] | None, filter: Mapping[str, Any] | None) -> Op[bool]:
         if ids is None and not filter:
             msg = (

@@ -594,3 +594,39 @@ def test_busy_connections_are_not_pinged(
     for _ in range(5):
         store.similarity_search("a", k=1)
     assert pings == []
+
+
+# ---------------------------------------------------------------- get by filter, metadata updates
+
+
+def test_get_by_filter_and_update_metadata(make_store: StoreFactory) -> None:
+    emb = TableEmbeddings()
+    store = make_store(emb)
+    store.add_texts(
+        ["a", "b", "c"],
+        [{"s": "x", "n": 1}, {"s": "y", "n": 2}, {"s": "x", "n": 3}],
+        ids=["1", "2", "3"],
+    )
+    assert [d.id for d in store.get(filter={"s": "x"})] == ["1", "3"]
+    assert [d.id for d in store.get(limit=2)] == ["1", "2"]
+    assert store.get(filter={"s": "nope"}) == []
+    calls = emb.calls
+    assert store.update_metadata({"1": {"s": "z"}, "missing": {"s": "q"}}) == 1
+    assert emb.calls == calls  # no re-embedding
+    assert store.get_by_ids(["1"])[0].metadata == {"s": "z"}
+    hit = store.similarity_search_with_score("a", k=1)[0]
+    assert hit[0].id == "1"
+    assert hit[1] == pytest.approx(0.0, abs=1e-6)  # the vector is untouched
+    with pytest.raises(ValueError, match="not JSON"):
+        store.update_metadata({"2": {"bad": math.nan}})
+    with pytest.raises(ValueError, match="unknown operator"):
+        store.get(filter={"s": {"$nope": 1}})
+
+
+async def test_async_get(make_store: StoreFactory) -> None:
+    store = make_store()
+    await store.aadd_texts(["a", "b"], [{"k": 1}, {"k": 2}], ids=["1", "2"])
+    assert [d.id for d in await store.aget(filter={"k": {"$gt": 1}})] == ["2"]
+    assert await store.aupdate_metadata({"2": {"k": 5}}) == 1
+    assert (await store.aget_by_ids(["2"]))[0].metadata == {"k": 5}
+    await store.aclose()
