@@ -23,7 +23,7 @@ from benchmarks.common import (
     metadata,
     vectors,
 )
-from langchain_tidb_bedrock import TiDBVectorStore
+from langchain_tidb_bedrock import TiDBVectorStore, bulk
 
 DIM = 512
 _DDL = (
@@ -90,7 +90,7 @@ def raw_load_data(url: str, c: Corpus, batch: int = 500) -> float:
     _fresh(cur, table)
     start = time.perf_counter()
     vec = [orjson.dumps(r, option=orjson.OPT_SERIALIZE_NUMPY).decode() for r in c.matrix]
-    fd, path = tempfile.mkstemp(suffix=".tsv")
+    fd, path = tempfile.mkstemp(suffix=".tsv", dir=bulk._TMP_DIR)  # RAM-backed, as the store
     os.close(fd)
     try:
         for s in range(0, c.n, batch):
@@ -118,6 +118,7 @@ def ours_ingest(url: str, c: Corpus, keep: bool = False) -> tuple[float, TiDBVec
     store = TiDBVectorStore(
         c.embeddings, connection_string=url, table_name=f"b_ours_{uuid.uuid4().hex[:8]}"
     )
+    store.create_table(DIM)  # like the raw paths: the table exists before the clock starts
     start = time.perf_counter()
     store.add_embeddings(c.texts, c.matrix, c.metas, ids=c.ids)
     rate = c.n / (time.perf_counter() - start)

@@ -453,6 +453,23 @@ class TiDBVectorStore(VectorStore):
         self._info = _MISSING
         yield from self._op_table_info()
 
+    def create_table(self, dimension: int | None = None) -> None:
+        """Create the table now (with the vector index where the server allows) if missing.
+
+        Adding documents creates it anyway; this is for setting up ahead of time.
+
+        Args:
+            dimension: the vector size; defaults to ``embedding_dimension`` or the table's.
+
+        Raises:
+            ValueError: no dimension known, or it differs from the existing table's.
+        """
+        dim = dimension or self._dimension
+        if dim is None:
+            msg = "create_table() needs a dimension: pass it or set embedding_dimension"
+            raise ValueError(msg)
+        self._run(self._op_ensure_table(int(dim)))
+
     def _say_exact_once(self) -> None:
         if not self._warned_exact:
             self._warned_exact = True

@@ -630,3 +630,15 @@ async def test_async_get(make_store: StoreFactory) -> None:
     assert await store.aupdate_metadata({"2": {"k": 5}}) == 1
     assert (await store.aget_by_ids(["2"]))[0].metadata == {"k": 5}
     await store.aclose()
+
+
+def test_create_table_ahead_of_time(make_store: StoreFactory) -> None:
+    store = make_store(embedding_dimension=4)
+    store.create_table()
+    store.create_table()  # idempotent
+    assert store.count() == 0
+    with pytest.raises(ValueError, match="stores 4-dimensional vectors, got 5"):
+        store.create_table(5)
+    bare = make_store()
+    with pytest.raises(ValueError, match="needs a dimension"):
+        bare.create_table()
