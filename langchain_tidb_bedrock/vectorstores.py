@@ -72,6 +72,10 @@ _DELETE_BATCH = 1000
 _SELECTIVE_IDS = 1000
 
 
+def _is_matrix(vectors: object) -> bool:
+    return isinstance(vectors, np.ndarray)
+
+
 async def _dispose_at_loop_shutdown(engine: AsyncEngine) -> AsyncGenerator[None, None]:
     try:
         yield
@@ -526,6 +530,7 @@ class TiDBVectorStore(VectorStore):
         info = yield from self._op_table_info()
         id_limit = info.id_length if info is not None and info.id_length else ID_LENGTH
         reject_zero = self.distance_strategy is DistanceStrategy.COSINE
+        validated: Any = None  # sized precomputed vectors, checked as one matrix
 
         if sized:
             text_list = list(texts)
@@ -540,18 +545,23 @@ class TiDBVectorStore(VectorStore):
             encoded_meta = [encode_metadata(m, n) for n, m in enumerate(meta_list or [])]
             if id_list is not None:
                 self._check_batch_ids(id_list, set(), 0, id_limit)
-            vec_list = list(vectors) if vectors is not None else None
-            if vec_list is not None:
-                if len(vec_list) != len(text_list):
-                    msg = f"got {len(text_list)} texts but {len(vec_list)} embeddings"
+            vec_list = list(vectors) if vectors is not None and not _is_matrix(vectors) else None
+            if vectors is not None:
+                # Validated once here; batches below are slices of this matrix.
+                validated = to_matrix(
+                    vectors if vec_list is None else vec_list,  # type: ignore[arg-type]
+                    self._dimension,
+                    reject_zero=reject_zero,
+                )
+                if len(validated) != len(text_list):
+                    msg = f"got {len(text_list)} texts but {len(validated)} embeddings"
                     raise ValueError(msg)
-                to_matrix(vec_list, self._dimension, reject_zero=reject_zero)
             rows: Iterator[tuple[str, dict[str, Any] | str | None, str | None, Any]] = (
                 (
                     text_list[n],
                     encoded_meta[n] if meta_list is not None else "{}",
                     id_list[n] if id_list is not None else None,
-                    vec_list[n] if vec_list is not None else None,
+                    None,
                 )
                 for n in range(len(text_list))
             )
@@ -580,8 +590,10 @@ class TiDBVectorStore(VectorStore):
                 b_ids = [r[2] if r[2] is not None else str(uuid.uuid4()) for r in batch]
                 if not sized:
                     self._check_batch_ids(b_ids, seen, offset, id_limit)
-                if batch[0][3] is not None:
-                    raw_vectors: Any = [r[3] for r in batch]
+                if validated is not None:
+                    raw_vectors: Any = validated[offset : offset + len(batch)]
+                elif batch[0][3] is not None:
+                    raw_vectors = [r[3] for r in batch]
                 else:
                     raw_vectors = yield EmbedDocs(b_texts)
                     if len(raw_vectors) != len(b_texts):
@@ -590,7 +602,11 @@ class TiDBVectorStore(VectorStore):
                             f"for {len(b_texts)} texts"
                         )
                         raise ValueError(msg)
-                matrix = to_matrix(raw_vectors, self._dimension, reject_zero=reject_zero)
+                matrix = (
+                    raw_vectors
+                    if validated is not None
+                    else to_matrix(raw_vectors, self._dimension, reject_zero=reject_zero)
+                )
                 if self._info is None or self._dimension is None:
                     yield from self._op_ensure_table(int(matrix.shape[1]))
                 params = list(zip(b_ids, encode_vectors(matrix), b_texts, b_meta, strict=True))
