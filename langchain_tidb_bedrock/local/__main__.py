@@ -34,11 +34,21 @@ def _read_state() -> dict[str, int] | None:
         state: dict[str, int] = json.loads(_state_file().read_text())
     except (OSError, ValueError):
         return None
+    return state if "pid" in state and _alive(state["pid"]) else None
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs; reaps it when it is our own exited child (no zombie left)."""
     try:
-        os.kill(state["pid"], 0)
-    except (OSError, KeyError):
-        return None
-    return state
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: the usual case, `start` ran in another process
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
 
 
 def _tidb(args: argparse.Namespace) -> int:
@@ -66,9 +76,7 @@ def _tidb(args: argparse.Namespace) -> int:
             return 0
         os.kill(state["pid"], signal.SIGTERM)
         for _ in range(200):
-            try:
-                os.kill(state["pid"], 0)
-            except OSError:
+            if not _alive(state["pid"]):
                 break
             time.sleep(0.1)
         _state_file().unlink(missing_ok=True)
