@@ -68,6 +68,26 @@ FilterStrategy = Literal["auto", "pre", "post"]
 T = TypeVar("T")
 _MISSING = object()
 _DELETE_BATCH = 1000
+# Write transactions stay far below TiDB's 100 MB limit; one row may not exceed 6 MB.
+_TXN_BYTES = 16 * 2**20
+_ENTRY_BYTES = 6 * 2**20 - 64 * 2**10
+
+
+def _check_entry(position: int, size: int) -> None:
+    if size > _ENTRY_BYTES:
+        msg = (
+            f"document at position {position} is {size / 2**20:.1f} MiB with its vector and "
+            f"metadata; TiDB stores at most {_ENTRY_BYTES / 2**20:.0f} MiB per row: split it "
+            "into smaller documents"
+        )
+        raise ValueError(msg)
+
+
+def _row_bytes(row: tuple[str, ...]) -> int:
+    # Characters are a lower bound on UTF-8 bytes; only long text is worth encoding to measure.
+    return sum(len(v) if len(v) < 2**18 else len(v.encode()) for v in row)
+
+
 # A pre-filter matching at most this many rows is ranked by id lookups instead of a scan.
 _SELECTIVE_IDS = 1000
 
@@ -543,6 +563,8 @@ class TiDBVectorStore(VectorStore):
                     msg = f"text at position {n} must be a string, got {type(t).__name__}"
                     raise ValueError(msg)
             encoded_meta = [encode_metadata(m, n) for n, m in enumerate(meta_list or [])]
+            for n, text in enumerate(text_list):  # the vector is added per batch, checked there
+                _check_entry(n, _row_bytes((text, encoded_meta[n] if encoded_meta else "")))
             if id_list is not None:
                 self._check_batch_ids(id_list, set(), 0, id_limit)
             vec_list = list(vectors) if vectors is not None and not _is_matrix(vectors) else None
@@ -610,14 +632,31 @@ class TiDBVectorStore(VectorStore):
                 if self._info is None or self._dimension is None:
                     yield from self._op_ensure_table(int(matrix.shape[1]))
                 params = list(zip(b_ids, encode_vectors(matrix), b_texts, b_meta, strict=True))
-                yield from self._op_write_rows(params)
+                yield from self._op_write_rows(params, offset)
                 result_ids.extend(b_ids)
                 bar.update(len(batch))
         finally:
             bar.close()
         return result_ids
 
-    def _op_write_rows(self, params: list[tuple[str, str, str, str]]) -> Op[None]:
+    def _op_write_rows(self, params: list[tuple[str, str, str, str]], offset: int) -> Op[None]:
+        # One transaction per slice of at most _TXN_BYTES, far below TiDB's 100 MB limit even
+        # when documents are large; a single row over TiDB's 6 MB entry limit is refused first.
+        sizes = [_row_bytes(row) for row in params]
+        for n, row_size in enumerate(sizes):  # all rows checked before any is written
+            _check_entry(offset + n, row_size)
+        chunk: list[tuple[str, str, str, str]] = []
+        size = 0
+        for row, row_size in zip(params, sizes, strict=True):
+            if chunk and size + row_size > _TXN_BYTES:
+                yield from self._op_write_chunk(chunk)
+                chunk, size = [], 0
+            chunk.append(row)
+            size += row_size
+        if chunk:
+            yield from self._op_write_chunk(chunk)
+
+    def _op_write_chunk(self, params: list[tuple[str, str, str, str]]) -> Op[None]:
         upsert = self._queries().upsert_sql
         if not self._bulk_load:
             yield Write([(upsert, params)])

@@ -120,3 +120,27 @@ def test_tsv_escaping_is_reversible() -> None:
     assert text.count("\t") == 3
     assert text.endswith("\n")
     assert text.count("\n") == 1
+
+
+def test_large_documents_are_split_into_transactions_and_oversized_refused(
+    store: TiDBVectorStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from langchain_tidb_bedrock import vectorstores
+
+    writes: list[int] = []
+    real = bulk.load_rows
+
+    def counting(conn: Any, table: str, rows: Any) -> int:
+        writes.append(len(rows))
+        return real(conn, table, rows)
+
+    monkeypatch.setattr(_runner, "load_rows", counting)
+    monkeypatch.setattr(vectorstores, "_TXN_BYTES", 250_000)  # ~2 of the 100 KB docs per txn
+    docs = [f"{i} " + "x" * 100_000 for i in range(5)]
+    store.add_texts(docs, ids=[str(i) for i in range(5)], batch_size=5)
+    assert writes == [2, 2, 1]
+    assert [d.page_content for d in store.get_by_ids(["0", "4"])] == [docs[0], docs[4]]
+    huge = "y" * (6 * 2**20)
+    with pytest.raises(ValueError, match=r"position 1 is 6\.0 MiB"):
+        store.add_texts(["small", huge], ids=["a", "b"])
+    assert store.count() == 5
