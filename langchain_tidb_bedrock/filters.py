@@ -51,7 +51,7 @@ FIELD_OPERATORS = frozenset(
 
 # Unicode word characters, hyphen and space: nothing that could end a quoted JSON path
 # segment or act as a path wildcard (quotes, backslash, $, *, [, ., etc.).
-_SEGMENT_RE = re.compile(r"^[\w\- ]+$")
+_SEGMENT_RE = re.compile(r"[\w\- ]+")
 # Integers TiDB stores exactly in JSON (int64 / uint64); larger ones would become doubles.
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 _MAX_DEPTH = 64
@@ -75,7 +75,7 @@ def _check_path(key: object, loc: str) -> list[str]:
         raise FilterError(f"filter key {key!r}{_where(loc)} must be a string")
     segments = key.split(".")
     for seg in segments:
-        if not _SEGMENT_RE.match(seg):
+        if not _SEGMENT_RE.fullmatch(seg):
             raise FilterError(
                 f"invalid field name {key!r}{_where(loc)}: each dot-separated segment must be "
                 "non-empty letters, digits, '_', '-' or space (no quotes, '$', '*', '[' or '\\')"
@@ -166,6 +166,10 @@ def _validate(node: object, loc: str, depth: int) -> None:
         raise FilterError(f"filter nested deeper than {_MAX_DEPTH} levels{_where(loc)}")
     if not isinstance(node, Mapping):
         raise FilterError(f"a filter must be a dict{_where(loc)}, got {node!r}")
+    if not node and depth > 0:
+        # An empty filter matches every row: inside $and/$or/$not it is almost surely a bug,
+        # and with delete(filter=...) it would empty the table.
+        raise FilterError(f"empty filter{_where(loc)}: it would match every row")
     for key, value in node.items():
         sub = f"{loc}.{key}" if loc else str(key)
         if isinstance(key, str) and key.startswith("$"):

@@ -25,7 +25,7 @@ __all__ = [
 
 MAX_DIMENSION = 16383
 ID_LENGTH = 255
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,63}$")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,63}")
 _VECTOR_TYPE = re.compile(r"^vector(?:\((\d+)\))?$", re.IGNORECASE)
 _VARCHAR_TYPE = re.compile(r"^varchar\((\d+)\)$", re.IGNORECASE)
 _LEGACY_METRIC = re.compile(r"distance\s*=\s*(cosine|l2)", re.IGNORECASE)
@@ -67,7 +67,7 @@ class DistanceStrategy(str, Enum):
 
 def validate_identifier(name: str, what: str = "table name") -> str:
     """Return ``name`` if it is a plain SQL identifier, else raise ValueError naming it."""
-    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
         msg = (
             f"invalid {what} {name!r}: use 1-64 letters, digits, '_' or '$', "
             "starting with a letter or '_'"

@@ -267,6 +267,9 @@ def test_delete_by_filter_and_ids(make_store: StoreFactory) -> None:
     assert [d.id for d in store.get_by_ids(["1", "2", "3", "4"])] == ["4"]
     with pytest.raises(ValueError, match="unknown operator"):
         store.delete(filter={"g": {"$regex": "x"}})
+    for match_all in ({"$and": [{}]}, {"$or": [{}]}, {"$not": {"$and": [{}]}}):
+        with pytest.raises(ValueError, match="empty filter"):
+            store.delete(filter=match_all)
     assert _rows(store) == 1
 
 

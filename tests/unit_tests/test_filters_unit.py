@@ -213,11 +213,17 @@ def test_generated_filters_compile_with_only_params(flt: dict[str, Any]) -> None
         ({"n.x": {"$exists": False}}, {"n": "x"}, True),
         ({"n": 1}, {"n": {"x": 1}}, False),
         ({"a": 1, "$or": [{"b": 2}, {"c": 3}]}, {"a": 1, "c": 3}, True),
-        ({"$and": [{}]}, {}, True),
     ],
 )
 def test_reference_semantics(flt: dict[str, Any], meta: dict[str, Any], expected: bool) -> None:
     assert matches(flt, meta) is expected
+
+
+@pytest.mark.parametrize("flt", [{"$and": [{}]}, {"$or": [{"a": 1}, {}]}, {"$not": {}}])
+def test_nested_empty_filters_are_refused(flt: dict[str, Any]) -> None:
+    # An empty sub-filter matches every row; with delete(filter=...) it would empty the table.
+    with pytest.raises(FilterError, match="empty filter"):
+        validate_filter(flt)
 
 
 def test_like_to_regex() -> None:
