@@ -941,10 +941,31 @@ class TiDBVectorStore(VectorStore):
         info = yield from self._op_table_info()
         if info is None:
             return []
-        q = self._queries()
         qv = encode_query_vector(
             vector, self._dimension, reject_zero=self.distance_strategy is DistanceStrategy.COSINE
         )
+        # A row whose distance is NULL (a zero vector under cosine, written by another tool)
+        # sorts first and would take a slot: widen the limit by those rows and drop them.
+        want = k
+        while True:
+            rows = yield from self._op_search_rows(
+                qv, want, filter, with_vector, filter_strategy, overfetch
+            )
+            good = [r for r in rows if r.distance is not None]
+            if len(good) >= k or len(rows) < want:
+                return good[:k]
+            want += len(rows) - len(good)
+
+    def _op_search_rows(
+        self,
+        qv: str,
+        k: int,
+        filter: Mapping[str, Any] | None,
+        with_vector: bool,
+        filter_strategy: str | None,
+        overfetch: int,
+    ) -> Op[list[Any]]:
+        q = self._queries()
         params = {"qv": qv}
         if not filter:
             rows: list[Any] = yield Read(q.knn_template(k, with_vector=with_vector), params)

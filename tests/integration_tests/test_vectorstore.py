@@ -645,3 +645,37 @@ def test_create_table_ahead_of_time(make_store: StoreFactory) -> None:
     bare = make_store()
     with pytest.raises(ValueError, match="needs a dimension"):
         bare.create_table()
+
+
+# ---------------------------------------------------------------- rows without a distance
+
+
+def test_rows_with_null_distance_neither_take_slots_nor_shift_mmr(
+    make_store: StoreFactory, tidb_engine: sa.Engine
+) -> None:
+    vectors = {
+        "q": [1.0, 0, 0, 0],
+        "a": [1.0, 0.1, 0, 0],
+        "b": [0.9, 0.4, 0, 0],
+        "c": [0.0, 1.0, 0, 0],
+        "d": [0.5, 0, 0.8, 0],
+    }
+    store = make_store(TableEmbeddings(vectors))
+    store.add_texts(list("abcd"), [{"g": 1}] * 4, ids=list("abcd"))
+    # Zero vectors written by another tool: cosine distance is NULL, which sorts first.
+    with tidb_engine.begin() as conn:
+        for i in range(3):
+            conn.execute(
+                sa.text(f"INSERT INTO `{store.table_name}` VALUES (:i, '[0,0,0,0]', 'z', :m)"),
+                {"i": f"zero{i}", "m": '{"g": 1}'},
+            )
+    assert [d.id for d in store.similarity_search("q", k=3)] == ["a", "b", "d"]
+    assert [
+        d.id for d in store.similarity_search("q", k=3, filter={"g": 1}, filter_strategy="pre")
+    ] == ["a", "b", "d"]
+    assert [
+        d.id for d in store.similarity_search("q", k=3, filter={"g": 1}, filter_strategy="post")
+    ] == ["a", "b", "d"]
+    mmr = store.max_marginal_relevance_search("q", k=2, fetch_k=4, lambda_mult=0.5)
+    assert mmr[0].id == "a"
+    assert all(d.page_content != "z" for d in mmr)
