@@ -5,7 +5,8 @@ reads the rows as tab-separated fields, roughly twice as fast here. ``REPLACE`` 
 end state as our ``INSERT ... ON DUPLICATE KEY UPDATE`` (every column is rewritten).
 
 Safety: the client capability is negotiated at connect time, but PyMySQL's permission flag stays
-off except while our own statement runs, so a server can never pull a file at any other moment.
+off except while our own statement runs, and during it a guard sends only the file we wrote: a
+server that asks for any other file (``~/.aws/credentials``...) gets a refusal, never its bytes.
 """
 
 from __future__ import annotations
@@ -41,6 +42,19 @@ class LoadRows:
     fallback_sql: str
 
 
+# ER_NOT_ALLOWED_COMMAND, ER_SPECIFIC_ACCESS_DENIED, CR_LOAD_DATA_LOCAL_INFILE_REJECTED
+_REFUSED_CODES = frozenset({1148, 1227, 2068})
+
+
+def is_load_data_refused(exc: BaseException) -> bool:
+    """Whether the server or driver refuses LOAD DATA LOCAL itself (not a passing fault)."""
+    orig = getattr(exc, "orig", exc)
+    args = getattr(orig, "args", ())
+    if args and args[0] in _REFUSED_CODES:
+        return True
+    return "local_infile" in str(orig).lower() or "load data local" in str(orig).lower()
+
+
 def load_data_sql(table: str) -> str:
     """The statement; the file name is bound, the table a validated identifier."""
     return (
@@ -48,6 +62,39 @@ def load_data_sql(table: str) -> str:
         "CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' "
         "LINES TERMINATED BY '\\n' (`id`, `embedding`, `document`, `meta`)"
     )
+
+
+def _install_guard() -> bool:
+    """Wrap PyMySQL's LOCAL INFILE sender so our connections send only the file we loaded.
+
+    PyMySQL opens whatever file name the server's request names. Our connections (marked by
+    ``lock_local_infile``) are held to the one path ``load_rows`` wrote; other PyMySQL
+    connections in the process are left exactly as they were.
+    """
+    try:
+        from pymysql import connections as pm
+    except ImportError:  # pragma: no cover - PyMySQL is a dependency
+        return False
+    original = getattr(pm, "_send_local_file", None)
+    if original is None:
+        return False  # unknown PyMySQL internals: no bulk path, INSERT only
+    if getattr(original, "_ltb_guard", False):
+        return True
+
+    def guarded(filename: Any, conn: Any) -> Any:
+        if getattr(conn, "_ltb_owned", False):
+            name = filename.decode() if isinstance(filename, bytes) else str(filename)
+            if name != getattr(conn, "_ltb_load_file", None):
+                msg = f"refused the server's request for local file {name!r}"
+                raise PermissionError(msg)
+        return original(filename, conn)
+
+    guarded._ltb_guard = True  # type: ignore[attr-defined]
+    setattr(pm, "_send_local_file", guarded)  # noqa: B010 - private, may be absent
+    return True
+
+
+_GUARDED = _install_guard()
 
 
 def enable_local_infile_capability(connect_args: dict[str, Any]) -> None:
@@ -58,13 +105,18 @@ def enable_local_infile_capability(connect_args: dict[str, Any]) -> None:
 def lock_local_infile(dbapi_connection: Any, *_: Any) -> None:
     """SQLAlchemy ``connect`` listener: keep PyMySQL's LOCAL INFILE permission off by default."""
     if hasattr(dbapi_connection, "_local_infile"):
-        dbapi_connection._local_infile = False
+        dbapi_connection._local_infile = False  # PyMySQL's only switch
+        dbapi_connection._ltb_owned = True  # held to one file by the guard
 
 
 def supports_load_data(dbapi_connection: Any) -> bool:
     """A PyMySQL connection that negotiated the LOCAL INFILE capability."""
     flag = getattr(dbapi_connection, "client_flag", 0)
-    return hasattr(dbapi_connection, "_local_infile") and bool(flag & _CLIENT_LOCAL_FILES)
+    return (
+        _GUARDED
+        and getattr(dbapi_connection, "_ltb_owned", False)
+        and bool(flag & _CLIENT_LOCAL_FILES)
+    )
 
 
 def _tsv(rows: Sequence[tuple[str, str, str, str]]) -> str:
@@ -90,11 +142,13 @@ def load_rows(dbapi_connection: Any, table: str, rows: Sequence[tuple[str, str, 
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(_tsv(rows))
         cursor = dbapi_connection.cursor()
-        dbapi_connection._local_infile = True
+        dbapi_connection._ltb_load_file = path  # the only file it may send
+        dbapi_connection._local_infile = True  # only for this statement
         try:
             cursor.execute(load_data_sql(table), (path,))
         finally:
             dbapi_connection._local_infile = False
+            dbapi_connection._ltb_load_file = None
         if cursor.warning_count:
             cursor.execute("SHOW WARNINGS LIMIT 3")
             detail = "; ".join(str(w[2]) for w in cursor.fetchall())

@@ -31,6 +31,7 @@ from langchain_tidb_bedrock._runner import (
     run_async,
     run_sync,
 )
+from langchain_tidb_bedrock import bulk
 from langchain_tidb_bedrock.bulk import LoadRows
 from langchain_tidb_bedrock.connection import (
     ConnectionConfigError,
@@ -663,11 +664,16 @@ class TiDBVectorStore(VectorStore):
             return
         try:
             yield Write([LoadRows(self.table_name, params, upsert)])
-        except Exception as exc:  # the same rows through INSERT decide
+        except (bulk.LoadDataWarningError, PermissionError):
+            # Warnings mean TiDB would alter the data; a refused file request means the server
+            # asked for a file it was not given. Neither is retried with INSERT.
+            raise
+        except Exception as exc:
+            if bulk.is_load_data_refused(exc):
+                self._bulk_load = False
+                logger.warning("TiDB refuses LOAD DATA LOCAL (%s): writing with INSERT", exc)
+            # This batch goes through INSERT; a passing fault keeps the fast path for the next.
             yield Write([(upsert, params)])
-            # INSERT worked where LOAD DATA did not: the server or driver refuses LOAD DATA.
-            self._bulk_load = False
-            logger.info("LOAD DATA unavailable (%s); writing with INSERT from now on", exc)
 
     @staticmethod
     def _zip_stream(

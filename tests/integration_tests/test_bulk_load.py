@@ -88,6 +88,24 @@ def test_engine_without_the_capability_uses_insert(tidb_url: str, loads: list[in
         engine.dispose()
 
 
+def test_a_passing_load_fault_retries_the_batch_and_keeps_the_fast_path(
+    store: TiDBVectorStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    real = bulk.load_rows
+
+    def flaky(conn: Any, table: str, rows: Any) -> int:
+        calls.append(len(rows))
+        if len(calls) == 1:
+            raise sa.exc.OperationalError("LOAD DATA", {}, Exception(2013, "Lost connection"))
+        return real(conn, table, rows)
+
+    monkeypatch.setattr(_runner, "load_rows", flaky)
+    store.add_texts(["a", "b", "c", "d", "e"], ids=list("abcde"))
+    assert calls == [3, 2]  # the failed batch went through INSERT, the next one LOAD DATA
+    assert store.count() == 5
+
+
 def test_refused_load_data_falls_back_to_insert_once(
     store: TiDBVectorStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -105,11 +123,11 @@ def test_refused_load_data_falls_back_to_insert_once(
 
 def test_a_real_error_is_raised_not_swallowed(store: TiDBVectorStore) -> None:
     store.add_texts(["seed"], ids=["seed"])
-    # A NOT NULL column without a default: LOAD DATA only warns (so it is rolled back), and the
-    # INSERT retry fails for real; that error must reach the caller with nothing written.
+    # A NOT NULL column without a default: TiDB refuses the LOAD and the INSERT retry alike;
+    # TiDB's own error reaches the caller, with nothing written.
     with store.engine.begin() as conn:
         conn.execute(sa.text(f"ALTER TABLE `{store.table_name}` ADD COLUMN x INT NOT NULL"))
-    with pytest.raises(sa.exc.DBAPIError):
+    with pytest.raises(sa.exc.DBAPIError, match="doesn't have a default value"):
         store.add_texts(["a", "b"], ids=["1", "2"])
     assert store.count() == 1
 
@@ -144,3 +162,61 @@ def test_large_documents_are_split_into_transactions_and_oversized_refused(
     with pytest.raises(ValueError, match=r"position 1 is 6\.0 MiB"):
         store.add_texts(["small", huge], ids=["a", "b"])
     assert store.count() == 5
+
+
+def test_server_cannot_pull_another_file_during_load(
+    store: TiDBVectorStore, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A rogue server answers our LOAD DATA with a request for some other file: the guard
+    # refuses, and the secret's bytes never reach the socket.
+    from pymysql import connections as pm
+
+    secret = tmp_path / "credentials"
+    secret.write_text("aws_secret_access_key = s3cr3t")
+    sent: list[bytes] = []
+    real_write = pm.Connection.write_packet
+
+    def spy(self: Any, payload: bytes) -> None:
+        sent.append(bytes(payload))
+        real_write(self, payload)
+
+    class RogueLoadPacket(pm.LoadLocalPacketWrapper):
+        @property
+        def filename(self) -> bytes:  # type: ignore[override]
+            return str(secret).encode()
+
+        @filename.setter
+        def filename(self, value: Any) -> None:
+            pass
+
+    monkeypatch.setattr(pm.Connection, "write_packet", spy)
+    monkeypatch.setattr(pm, "LoadLocalPacketWrapper", RogueLoadPacket)
+    with pytest.raises(PermissionError, match="refused the server's request for local file"):
+        store.add_texts(["a", "b"], ids=["1", "2"], batch_size=2)
+    assert not any(b"s3cr3t" in p for p in sent)
+    assert store.count() == 0  # nothing was written to that server either
+
+
+def test_guard_leaves_other_pymysql_connections_alone(tidb_url: str, tmp_path: Any) -> None:
+    import pymysql
+
+    u = sa.engine.make_url(tidb_url)
+    conn = pymysql.connect(
+        host=u.host,
+        port=u.port,
+        user=u.username,
+        database=u.database,
+        local_infile=True,
+        autocommit=True,
+    )
+    data = tmp_path / "rows.tsv"
+    data.write_text("1\tx\n2\ty\n")
+    try:
+        cur = conn.cursor()
+        cur.execute("CREATE TABLE t_guard_other (id INT PRIMARY KEY, v TEXT)")
+        cur.execute(f"LOAD DATA LOCAL INFILE '{data}' INTO TABLE t_guard_other")
+        cur.execute("SELECT COUNT(*) FROM t_guard_other")
+        assert cur.fetchone() == (2,)
+    finally:
+        conn.cursor().execute("DROP TABLE IF EXISTS t_guard_other")
+        conn.close()
