@@ -22,6 +22,7 @@ from langchain_tidb_bedrock import bulk
 
 __all__ = [
     "ConnectionConfigError",
+    "async_engine_kwargs",
     "async_url",
     "create_engine",
     "create_engine_async",
@@ -185,15 +186,31 @@ def create_engine_async(
     ca_path: str | None = None,
 ) -> AsyncEngine:
     """A pooled aiomysql engine with exactly the same connection arguments."""
+    u, kwargs = async_engine_kwargs(url, engine_args, tls=tls, ca_path=ca_path)
+    return create_async_engine(u, **kwargs)
+
+
+def async_engine_kwargs(
+    url: URL | str,
+    engine_args: Mapping[str, Any] | None = None,
+    *,
+    tls: bool | None = None,
+    ca_path: str | None = None,
+) -> tuple[URL, dict[str, Any]]:
+    """The aiomysql URL and engine arguments matching :func:`engine_kwargs`.
+
+    aiomysql understands none of PyMySQL's ``ssl_*`` URL options, so a TLS request in the URL
+    becomes a verifying ``SSLContext`` (never a silent plaintext connection).
+    """
     u, kwargs = engine_kwargs(url, engine_args, tls=tls, ca_path=ca_path)
     kwargs["connect_args"].pop("local_infile", None)  # async writes use INSERT
     kwargs.setdefault("pool_pre_ping", True)
-    # aiomysql takes the same ``ssl`` SSLContext; URL query flags are PyMySQL-only, keep ssl_ca.
-    query = {
-        k: v for k, v in u.query.items() if k not in ("ssl_verify_cert", "ssl_verify_identity")
-    }
-    if "ssl_ca" in u.query and "ssl" not in kwargs["connect_args"]:
-        ca = u.query["ssl_ca"]
-        kwargs["connect_args"]["ssl"] = _tls_context(ca if isinstance(ca, str) else ca[0])
-        query.pop("ssl_ca")
-    return create_async_engine(u.set(drivername=_ASYNC_DRIVER, query=query), **kwargs)
+    ssl_opts = {k: v for k, v in u.query.items() if k in _SSL_QUERY_KEYS}
+    disabled = str(ssl_opts.get("ssl_disabled", "")).lower() in ("1", "true", "yes")
+    if ssl_opts and not disabled and "ssl" not in kwargs["connect_args"]:
+        ca = ssl_opts.get("ssl_ca") or ca_path or os.environ.get("TIDB_CA_PATH")
+        kwargs["connect_args"]["ssl"] = _tls_context(
+            ca if isinstance(ca, str) or ca is None else ca[0]
+        )
+    query = {k: v for k, v in u.query.items() if k not in _SSL_QUERY_KEYS}
+    return u.set(drivername=_ASYNC_DRIVER, query=query), kwargs

@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tqdm.auto import tqdm
 
-from langchain_tidb_bedrock import indexes
+from langchain_tidb_bedrock import bulk, indexes
 from langchain_tidb_bedrock._runner import (
     EmbedDocs,
     EmbedQuery,
@@ -31,7 +31,6 @@ from langchain_tidb_bedrock._runner import (
     run_async,
     run_sync,
 )
-from langchain_tidb_bedrock import bulk
 from langchain_tidb_bedrock.bulk import LoadRows
 from langchain_tidb_bedrock.connection import (
     ConnectionConfigError,
@@ -250,7 +249,9 @@ class TiDBVectorStore(VectorStore):
         Args:
             embedding: the embedding model (None when you only pass vectors).
             connection_string: SQLAlchemy URL; defaults to the ``TIDB_*`` environment variables.
-            engine: an existing sync engine (its pool and TLS settings are used as-is).
+            engine: an existing sync engine (its pool and TLS settings are used as-is). The
+                async methods build their own engine from its URL: pass ``async_engine`` too
+                when yours needs custom ``connect_args`` (a CA bundle, an ssl dict).
             async_engine: an existing async engine (aiomysql); built from the URL when None.
             table_name: the table, created on the first write when missing.
             distance_strategy: "cosine" (default), "l2" or "inner_product".

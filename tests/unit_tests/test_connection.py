@@ -8,6 +8,7 @@ import pytest
 
 from langchain_tidb_bedrock.connection import (
     ConnectionConfigError,
+    async_engine_kwargs,
     async_url,
     create_engine_async,
     engine_kwargs,
@@ -86,6 +87,30 @@ def test_loopback_has_no_tls_and_user_choices_win() -> None:
     assert mine["pool_size"] == 3
     assert mine["connect_args"]["connect_timeout"] == 5
     assert isinstance(mine["connect_args"]["ssl"], ssl.SSLContext)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "?ssl_verify_cert=true&ssl_verify_identity=true",
+        "?ssl_ca=/etc/ssl/certs/ca-certificates.crt",
+        "",
+    ],
+)
+def test_async_engine_never_downgrades_tls(query: str) -> None:
+    for host in (CLOUD, "127.0.0.1"):
+        url = f"mysql+pymysql://u:pw@{host}:4000/test{query}"
+        u, kwargs = async_engine_kwargs(url)
+        assert u.drivername == "mysql+aiomysql"
+        assert not any(k.startswith("ssl") for k in u.query)  # aiomysql rejects them
+        wants_tls = bool(query) or host == CLOUD
+        ctx = kwargs["connect_args"].get("ssl")
+        assert isinstance(ctx, ssl.SSLContext) is wants_tls, (host, query)
+        if wants_tls:
+            assert ctx.verify_mode is ssl.CERT_REQUIRED
+            assert ctx.check_hostname is True
+    _, off = async_engine_kwargs(f"mysql+pymysql://u@{CLOUD}/db?ssl_disabled=true", tls=False)
+    assert "ssl" not in off["connect_args"]
 
 
 def test_async_engine_gets_the_same_tls_and_args() -> None:
