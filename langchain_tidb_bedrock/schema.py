@@ -96,7 +96,9 @@ def create_table_sql(
         )
     return (
         f"CREATE TABLE IF NOT EXISTS {quote_identifier(table)} (\n"
-        f"  `id` VARCHAR({ID_LENGTH}) NOT NULL PRIMARY KEY,\n"
+        # NO PAD binary collation: ids are compared exactly ('a' and 'a ' are two documents).
+        f"  `id` VARCHAR({ID_LENGTH}) CHARACTER SET utf8mb4 COLLATE utf8mb4_0900_bin NOT NULL "
+        "PRIMARY KEY,\n"
         f"  `embedding` VECTOR({int(dimension)}) NOT NULL,\n"
         "  `document` MEDIUMTEXT,\n"
         "  `meta` JSON"

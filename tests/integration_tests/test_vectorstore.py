@@ -679,3 +679,14 @@ def test_rows_with_null_distance_neither_take_slots_nor_shift_mmr(
     mmr = store.max_marginal_relevance_search("q", k=2, fetch_k=4, lambda_mult=0.5)
     assert mmr[0].id == "a"
     assert all(d.page_content != "z" for d in mmr)
+
+
+def test_ids_are_compared_exactly(make_store: StoreFactory) -> None:
+    # utf8mb4_bin pads trailing spaces: 'dup' and 'dup ' would be one row and a document lost.
+    store = make_store()
+    ids = ["dup", "dup ", "Dup"]
+    assert store.add_texts(["a", "b", "c"], ids=ids) == ids
+    assert store.count() == 3
+    assert [(d.id, d.page_content) for d in store.get_by_ids(ids)] == list(
+        zip(ids, ["a", "b", "c"], strict=True)
+    )
