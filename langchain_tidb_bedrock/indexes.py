@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from langchain_tidb_bedrock.schema import DistanceStrategy, quote_identifier
+from langchain_tidb_bedrock.schema import DistanceStrategy, index_name, quote_identifier
 
 __all__ = [
     "ExplainResult",
@@ -68,11 +68,6 @@ def is_missing_tiflash_error(exc: BaseException) -> bool:
     code = args[0] if args else None
     text = " ".join(str(a) for a in args)
     return code in (8200, 1105) and bool(_NO_TIFLASH.search(text))
-
-
-def index_name(table: str) -> str:
-    """Name of the store's vector index."""
-    return f"idx_{table}_embedding"[:64]
 
 
 def add_index_sql(table: str, strategy: DistanceStrategy, *, on_demand_replica: bool) -> str:

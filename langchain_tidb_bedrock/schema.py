@@ -17,6 +17,7 @@ __all__ = [
     "DistanceStrategy",
     "TableInfo",
     "create_table_sql",
+    "index_name",
     "quote_identifier",
     "read_table_info",
     "table_object",
@@ -81,6 +82,11 @@ def quote_identifier(name: str) -> str:
     return f"`{validate_identifier(name)}`"
 
 
+def index_name(table: str) -> str:
+    """Name of the store's vector index (identifiers stop at 64 characters)."""
+    return f"idx_{table}_embedding"[:64]
+
+
 def create_table_sql(
     table: str, dimension: int, strategy: DistanceStrategy, *, with_index: bool
 ) -> str:
@@ -91,7 +97,7 @@ def create_table_sql(
     index = ""
     if with_index:
         index = (
-            f",\n  VECTOR INDEX `idx_{table}_embedding` "
+            f",\n  VECTOR INDEX `{index_name(table)}` "
             f"(({strategy.sql_function}(`embedding`))) USING HNSW"
         )
     return (
