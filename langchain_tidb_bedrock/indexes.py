@@ -18,6 +18,7 @@ __all__ = [
     "ExplainResult",
     "TiFlashUnavailableError",
     "add_index_sql",
+    "has_vector_index",
     "index_name",
     "is_missing_tiflash_error",
     "is_tidb_cloud_host",
@@ -54,6 +55,12 @@ class TiFlashUnavailableError(RuntimeError):
             "(LocalTiDB) has none. Search still works here, as exact kNN. Use TiDB Cloud "
             "Starter or a cluster with TiFlash for an HNSW index."
         )
+
+
+def has_vector_index(create_table: str, strategy: DistanceStrategy) -> bool:
+    """Whether ``SHOW CREATE TABLE`` text has a vector index on ``embedding`` for ``strategy``."""
+    pattern = rf"VECTOR\s+INDEX[^\n]*{strategy.sql_function}\s*\(\s*`?embedding`?\s*\)"
+    return strategy.indexable and re.search(pattern, create_table, re.IGNORECASE) is not None
 
 
 def is_tidb_cloud_host(host: str | None) -> bool:

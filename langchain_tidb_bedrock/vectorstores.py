@@ -55,6 +55,7 @@ from langchain_tidb_bedrock.schema import (
     DistanceStrategy,
     TableInfo,
     create_table_sql,
+    quote_identifier,
     read_table_info,
     table_object,
     validate_identifier,
@@ -408,6 +409,10 @@ class TiDBVectorStore(VectorStore):
             rows = yield Read(COLUMNS_QUERY, {"table": self.table_name})
             info = read_table_info(list(rows), self.table_name)
             self._adopt(info)
+            if info is not None and (yield from self._op_has_tiflash()):
+                # An index made earlier (by us or by hand) is what lets "auto" post-filter.
+                ddl = yield Read(f"SHOW CREATE TABLE {quote_identifier(self.table_name)}")
+                self._index_ready = indexes.has_vector_index(str(ddl[0][1]), self.distance_strategy)
         return self._info
 
     def _adopt(self, info: TableInfo | None) -> None:

@@ -16,3 +16,21 @@ def test_index_ddl_fits_identifier_limits() -> None:
     assert f"ADD VECTOR INDEX `{name}`" in add_index_sql(
         table, DistanceStrategy.L2, on_demand_replica=False
     )
+
+
+def test_existing_vector_index_is_recognised_per_metric() -> None:
+    from langchain_tidb_bedrock.indexes import has_vector_index
+    from langchain_tidb_bedrock.schema import DistanceStrategy
+
+    ddl = (
+        "CREATE TABLE `docs` (\n  `id` varchar(255) NOT NULL,\n  `embedding` vector(8) NOT NULL,\n"
+        "  PRIMARY KEY (`id`) /*T![clustered_index] CLUSTERED */,\n"
+        "  VECTOR INDEX `idx_docs_embedding`((VEC_COSINE_DISTANCE(`embedding`))) USING HNSW\n)"
+    )
+    assert has_vector_index(ddl, DistanceStrategy.COSINE)
+    assert not has_vector_index(ddl, DistanceStrategy.L2)
+    assert not has_vector_index(ddl, DistanceStrategy.INNER_PRODUCT)
+    legacy = (
+        "CREATE TABLE `t` (\n  `embedding` vector(8) NOT NULL COMMENT 'hnsw(distance=cosine)'\n)"
+    )
+    assert not has_vector_index(legacy, DistanceStrategy.COSINE)  # a comment is no index
