@@ -413,6 +413,8 @@ class TiDBVectorStore(VectorStore):
                 # An index made earlier (by us or by hand) is what lets "auto" post-filter.
                 ddl = yield Read(f"SHOW CREATE TABLE {quote_identifier(self.table_name)}")
                 self._index_ready = indexes.has_vector_index(str(ddl[0][1]), self.distance_strategy)
+            if info is not None and not self._index_ready:
+                self._say_exact_once()
         return self._info
 
     def _adopt(self, info: TableInfo | None) -> None:
