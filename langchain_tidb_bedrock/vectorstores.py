@@ -261,7 +261,8 @@ class TiDBVectorStore(VectorStore):
             vector_index: create an HNSW index with the table: True, False, or None (auto:
                 when the server has TiFlash and the metric is indexable).
             filter_strategy: "pre" (exact), "post" (index candidates, then filter), or "auto".
-            batch_size: rows per write transaction.
+            batch_size: rows embedded and written together; each batch is one transaction, split
+                into several when it exceeds 16 MiB.
             show_progress: show a progress bar while adding.
             tls: force TLS on or off; default on for non-loopback hosts.
             ca_path: CA bundle for TLS; the system bundle when None.
@@ -718,7 +719,7 @@ class TiDBVectorStore(VectorStore):
             texts: any iterable of strings (a generator is consumed batch by batch).
             metadatas: one JSON-serialisable dict per text.
             ids: one id per text (None entries get a new UUID); re-adding an id replaces it.
-            batch_size: rows per transaction (default: the store's ``batch_size``).
+            batch_size: rows embedded and written together (default: the store's ``batch_size``).
             **kwargs: ``ids`` may also come here, as LangChain's base class passes it.
         """
         return self._run(self._op_add(texts, metadatas, ids, None, batch_size))
@@ -828,7 +829,7 @@ class TiDBVectorStore(VectorStore):
         """Replace the metadata of existing documents by id, without re-embedding them.
 
         All rows change in one transaction; ids that do not exist are ignored. Returns the
-        number of rows changed.
+        number of rows matched (an update to identical metadata counts too).
         """
         return self._run(self._op_update_metadata(metadata))
 

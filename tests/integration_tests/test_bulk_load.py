@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from langchain_core.embeddings import DeterministicFakeEmbedding
 
 from langchain_tidb_bedrock import TiDBVectorStore, _runner, bulk
@@ -132,12 +134,36 @@ def test_a_real_error_is_raised_not_swallowed(store: TiDBVectorStore) -> None:
     assert store.count() == 1
 
 
-def test_tsv_escaping_is_reversible() -> None:
-    row = ("a\tb\\c\nd\re\x00f", "[1,2]", "x", '{"k":"\\\\"}')
-    text = bulk._tsv([row])
-    assert text.count("\t") == 3
-    assert text.endswith("\n")
-    assert text.count("\n") == 1
+_UNESCAPE = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r", "0": "\x00"}
+
+
+def _read_tsv(text: str) -> list[tuple[str, ...]]:
+    """Split and unescape like LOAD DATA does (FIELDS ESCAPED BY '\\')."""
+    rows = []
+    for line in text.split("\n")[:-1]:
+        fields, cur, i = [], [], 0
+        while i < len(line):
+            ch = line[i]
+            if ch == "\\":
+                cur.append(_UNESCAPE[line[i + 1]])
+                i += 2
+                continue
+            if ch == "\t":
+                fields.append("".join(cur))
+                cur = []
+            else:
+                cur.append(ch)
+            i += 1
+        fields.append("".join(cur))
+        rows.append(tuple(fields))
+    return rows
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.text(), st.text(), st.text()), min_size=1, max_size=5))
+def test_tsv_escaping_is_reversible(rows: list[tuple[str, str, str]]) -> None:
+    full = [(a, "[1,2]", b, c) for a, b, c in rows]
+    assert _read_tsv(bulk._tsv(full)) == full
 
 
 def test_large_documents_are_split_into_transactions_and_oversized_refused(
