@@ -16,11 +16,13 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 __all__ = [
     "DEFAULT_TIDB_VERSION",
@@ -109,13 +111,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _load_prctl() -> Any:
+    # Resolved in the parent: the forked child must not dlopen (not safe with threads).
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux/glibc: no parent-death signal
+        return None
+
+
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    # Linux only: the server gets SIGTERM if the Python process dies without cleaning up,
-    # so a killed test run never leaves an orphan tidb-server behind.
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    # Linux: the server gets SIGTERM if the Python process dies without cleaning up, so a
+    # killed test run never leaves an orphan tidb-server behind.
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
     os.setsid()
 
 
@@ -158,6 +170,8 @@ class LocalTiDB:
     ) -> None:
         self.port = port or _free_port()
         self.status_port = status_port or _free_port()
+        while self.status_port == self.port:
+            self.status_port = _free_port()
         self._persistent = data_dir is not None
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.binary = Path(binary) if binary is not None else None
@@ -219,12 +233,16 @@ class LocalTiDB:
             "-L=warn",
             f"-log-file={self.log_file}",
         ]
+        # The parent-death signal follows the *thread* that started the child: only the main
+        # thread lives as long as the process, so other threads start it without one.
+        on_main = threading.current_thread() is threading.main_thread()
+        preexec = _die_with_parent if not self.detach and on_main else os.setsid
         self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             args,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=os.setsid if self.detach else _die_with_parent,  # noqa: PLW1509
+            preexec_fn=preexec,  # noqa: PLW1509 - prctl and setsid only: no locks taken
         )
         if not self.detach:
             atexit.register(self.stop)

@@ -92,3 +92,22 @@ def test_cli_start_status_stop(
     assert local_main(["tidb", "status"]) == 1
     if _alive(pid):  # pragma: no cover - never leave a server behind
         os.kill(pid, signal.SIGKILL)
+
+
+def test_server_started_from_a_worker_thread_outlives_the_thread() -> None:
+    import threading
+    import time
+
+    box: list[LocalTiDB] = []
+    worker = threading.Thread(target=lambda: box.append(LocalTiDB().start()))
+    worker.start()
+    worker.join()
+    server = box[0]
+    try:
+        time.sleep(1.0)  # a parent-death signal tied to the thread would have fired by now
+        engine = sa.create_engine(server.url)
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+        engine.dispose()
+    finally:
+        server.stop()
