@@ -1,8 +1,10 @@
 """AWS settings checks that fail early with a message naming the fix.
 
 botocore's own errors (``NoRegionError``, ``NoCredentialsError``) surface at the first call, deep in
-a traceback; these helpers run in the constructors instead. Nothing here touches the network: the
-instance-metadata and container credential providers are skipped.
+a traceback; these helpers run in the constructors instead. The credential check uses botocore's
+whole provider chain, so EC2 instance profiles and ECS/EKS container roles count: the container
+provider only calls out when ``AWS_CONTAINER_CREDENTIALS_*_URI`` is set, and the instance-metadata
+probe gets a short timeout and a single attempt (skipped when ``AWS_EC2_METADATA_DISABLED=true``).
 """
 
 from __future__ import annotations
@@ -68,22 +70,41 @@ def resolve_region(region_name: str | None = None, profile: str | None = None) -
     return str(region)
 
 
+# The instance-metadata (IMDS) probe for this check: one attempt, 1 s timeout (botocore's default
+# is also 1 s, but users may raise it; off EC2 the probe fails fast either way).
+_IMDS_TIMEOUT = 1
+_IMDS_ATTEMPTS = 1
+
+
+def _imds_disabled() -> bool:
+    return os.environ.get("AWS_EC2_METADATA_DISABLED", "false").strip().lower() == "true"
+
+
 def credentials_available(profile: str | None = None) -> bool:
-    """Whether credentials resolve from env keys, a profile or a Bedrock API key, offline."""
+    """Whether botocore's credential chain resolves credentials (or a Bedrock API key is set).
+
+    Env keys, profiles, SSO, web identity, container roles (ECS/EKS, only when
+    ``AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`` / ``_FULL_URI`` is set) and EC2 instance profiles
+    all count. The instance-metadata probe uses a 1 s timeout and one attempt, and is skipped when
+    ``AWS_EC2_METADATA_DISABLED=true``.
+    """
     if os.environ.get("AWS_BEARER_TOKEN_BEDROCK"):
         return True
     try:
         session = _session(profile)
+        # Read by botocore when it builds the resolver (below), for this check only.
+        session.set_config_variable("metadata_service_timeout", _IMDS_TIMEOUT)
+        session.set_config_variable("metadata_service_num_attempts", _IMDS_ATTEMPTS)
         resolver = session.get_component("credential_provider")
-        for name in ("iam-role", "container-role"):  # the ones that would probe the network
-            resolver.remove(name)
+        if _imds_disabled():
+            resolver.remove("iam-role")
         return resolver.load_credentials() is not None
     except BotoCoreError:
         return False
 
 
 def aws_is_configured(region_name: str | None = None, profile: str | None = None) -> bool:
-    """Whether a region and credentials for Bedrock are resolvable without network access."""
+    """Whether a region and credentials for Bedrock are resolvable (see credentials_available)."""
     try:
         resolve_region(region_name, profile)
     except BedrockConfigError:

@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -141,7 +142,9 @@ def _search_filter(args: argparse.Namespace) -> dict[str, Any] | None:
         parts.append(parsed)
     sources = _option(args, "source")
     if sources:
-        parts.append({"source": {"$in": sources}})
+        # Ingested files are stored under their absolute path: accept the path as typed.
+        resolved = [Path(s).resolve().as_posix() if Path(s).exists() else s for s in sources]
+        parts.append({"source": {"$in": resolved}})
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else {"$and": parts}

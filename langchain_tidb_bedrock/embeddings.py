@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import random
+import re
 import threading
 import time
 import warnings
@@ -41,12 +43,15 @@ from langchain_tidb_bedrock.aws_config import (
 __all__ = [
     "DEFAULT_EMBEDDING_MODEL_ID",
     "MAX_INPUT_CHARS",
+    "MAX_INPUT_TOKENS",
     "BedrockEmbeddingError",
     "BedrockTitanEmbeddings",
+    "estimate_tokens",
 ]
 
 DEFAULT_EMBEDDING_MODEL_ID = "amazon.titan-embed-text-v2:0"
 MAX_INPUT_CHARS = 50_000
+MAX_INPUT_TOKENS = 8_192
 VALID_DIMENSIONS = (256, 512, 1024)
 
 _THROTTLE_CODES = {"ThrottlingException", "TooManyRequestsException"}
@@ -65,6 +70,47 @@ _NETWORK_ERRORS = (
     ConnectionClosedError,
     EndpointConnectionError,
 )
+
+
+_ASCII_LETTERS = re.compile(r"[A-Za-z_]+")
+_ASCII_DIGITS = re.compile(r"[0-9]+")
+_ASCII_PUNCT = re.compile(r"[!-/:-@\[-^`{-~]")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+def estimate_tokens(text: str) -> int:
+    """A conservative (high) estimate of Titan's token count for ``text``.
+
+    The larger of two counts: (1) one token per 4 letters of each ASCII word and per 3 digits of
+    each number (rounded up), plus one per ASCII punctuation mark and per non-ASCII character
+    (CJK, emoji, accents); (2) one per non-ASCII character plus one per 4 ASCII characters.
+    Never below the number of words and punctuation marks, so dense code and CJK text are not
+    under-counted the way a characters-per-token rule would.
+    """
+    non_ascii = len(_NON_ASCII.findall(text))
+    fine = (
+        sum(math.ceil(len(w) / 4) for w in _ASCII_LETTERS.findall(text))
+        + sum(math.ceil(len(d) / 3) for d in _ASCII_DIGITS.findall(text))
+        + len(_ASCII_PUNCT.findall(text))
+        + non_ascii
+    )
+    coarse = non_ascii + math.ceil((len(text) - non_ascii) / 4)
+    return max(fine, coarse)
+
+
+def _fit(text: str) -> str:
+    """The longest prefix of ``text`` within Titan's character and (estimated) token limits."""
+    text = text[:MAX_INPUT_CHARS]
+    if len(text) <= MAX_INPUT_TOKENS or estimate_tokens(text) <= MAX_INPUT_TOKENS:
+        return text
+    low, high = MAX_INPUT_TOKENS, len(text)  # the estimate never exceeds the length
+    while low < high:  # the estimate only grows with the prefix: binary search its length
+        mid = (low + high + 1) // 2
+        if estimate_tokens(text[:mid]) <= MAX_INPUT_TOKENS:
+            low = mid
+        else:
+            high = mid - 1
+    return text[:low]
 
 
 class BedrockEmbeddingError(RuntimeError):
@@ -167,7 +213,8 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
         normalize: bool
             Titan's server-side ``normalize`` flag (default True).
         on_long_text: Literal["truncate", "error"]
-            What to do with a text over 50,000 characters (default truncate, with a warning).
+            What to do with a text over 50,000 characters or (estimated conservatively) 8,192
+            tokens (default truncate, with a warning).
 
     Key init args — client params:
         region_name: str | None
@@ -247,7 +294,8 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
     """Largest backoff ceiling in seconds."""
 
     on_long_text: Literal["truncate", "error"] = "truncate"
-    """Texts over 50,000 characters: ``"truncate"`` (with a warning) or ``"error"``."""
+    """Texts over 50,000 characters or about 8,192 tokens (see :func:`estimate_tokens`):
+    ``"truncate"`` (with a warning) or ``"error"``."""
 
     _pool: ThreadPoolExecutor | None = PrivateAttr(default=None)
     _pool_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -263,12 +311,27 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
             raise ValueError(msg)
         return value
 
+    def _check_model_kwargs(self) -> None:
+        # model_kwargs are merged into the request body last: they must not silently override
+        # the validated fields.
+        for key in ("dimensions", "normalize"):
+            if self.model_kwargs and key in self.model_kwargs:
+                value = self.model_kwargs[key]
+                if value != getattr(self, key) or type(value) is not type(getattr(self, key)):
+                    msg = (
+                        f"model_kwargs[{key!r}]={value!r} conflicts with {key}="
+                        f"{getattr(self, key)!r}: pass {key}={value!r} instead "
+                        f"(use dimensions=/normalize=, not model_kwargs)"
+                    )
+                    raise ValueError(msg)
+
     @model_validator(mode="after")
     def validate_environment(self) -> Self:
         """Check region/credentials early and build one client sized for the concurrency.
 
         Overrides (by name) the parent's validator so only one client is built.
         """
+        self._check_model_kwargs()  # argument errors first, before the environment checks
         self._limiter = _AdaptiveLimiter(self.max_concurrency)
         self.reset_usage()
         if self.client is not None:
@@ -341,21 +404,30 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
             if not text.strip():
                 msg = f"Text at index {i} is empty or whitespace; Titan cannot embed it"
                 raise ValueError(msg)
-            if len(text) > MAX_INPUT_CHARS:
-                if self.on_long_text == "error":
+            fitted = _fit(text)
+            if len(fitted) == len(text):
+                prepared.append(text)
+                continue
+            if self.on_long_text == "error":
+                if len(text) > MAX_INPUT_CHARS:
                     msg = (
                         f"Text at index {i} has {len(text):,} characters; Titan accepts at most "
                         f"{MAX_INPUT_CHARS:,} (set on_long_text='truncate' to cut it)"
                     )
-                    raise ValueError(msg)
-                warnings.warn(
-                    f"Text at index {i} has {len(text):,} characters; truncated to Titan's "
-                    f"limit of {MAX_INPUT_CHARS:,}",
-                    stacklevel=3,
-                )
-                prepared.append(text[:MAX_INPUT_CHARS])
-            else:
-                prepared.append(text)
+                else:
+                    msg = (
+                        f"Text at index {i} has about {estimate_tokens(text):,} tokens "
+                        f"(conservative estimate); Titan accepts at most {MAX_INPUT_TOKENS:,} "
+                        f"(split it into smaller chunks, or set on_long_text='truncate' to cut it)"
+                    )
+                raise ValueError(msg)
+            warnings.warn(
+                f"Text at index {i} has {len(text):,} characters; truncated to "
+                f"{len(fitted):,} to stay within Titan's limits of {MAX_INPUT_CHARS:,} "
+                f"characters and {MAX_INPUT_TOKENS:,} tokens (estimated conservatively)",
+                stacklevel=3,
+            )
+            prepared.append(fitted)
         return prepared
 
     def _body(self, text: str) -> str:
@@ -410,11 +482,16 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
                         cancelled.set()
                     raise
                 ceiling = min(self.backoff_max, self.backoff_base * 2**attempt)
-                delay = max(random.uniform(0, ceiling), _retry_after(err))  # noqa: S311
+                # The server's hint counts too, but never beyond backoff_max.
+                hint = min(_retry_after(err), self.backoff_max)
+                delay = max(random.uniform(0, ceiling), hint)  # noqa: S311
             finally:
                 limiter.release(outcome, epoch)
             self._count(retries=1)
-            time.sleep(delay)
+            if cancelled is not None:
+                cancelled.wait(delay)  # wakes early when the batch is abandoned
+            else:
+                time.sleep(delay)
             attempt += 1
 
     def _executor(self) -> ThreadPoolExecutor:
@@ -515,7 +592,11 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
                     pool, self._embed_body, self._body(text), cancelled
                 )
 
-        results = await asyncio.gather(*(one(t) for t in positions), return_exceptions=True)
+        try:
+            results = await asyncio.gather(*(one(t) for t in positions), return_exceptions=True)
+        except asyncio.CancelledError:
+            cancelled.set()  # requests already in the pool stop instead of retrying on
+            raise
         return self._assemble(positions, list(results), len(prepared))
 
     async def aembed_query(self, text: str) -> list[float]:

@@ -1,8 +1,9 @@
 """Incremental ingestion of text and Markdown files into a vector store.
 
-Chunk ids are derived from the source path and the chunk text, so re-ingesting is idempotent:
-chunks already stored are found with ``get_by_ids`` and never embedded again, and chunks a
-changed file no longer has are deleted.
+Chunk ids are derived from the source path (the file's resolved absolute path, so the working
+directory of a run does not matter) and the chunk text, so re-ingesting is idempotent: chunks
+already stored are found with ``get_by_ids`` and never embedded again, and chunks a changed file
+no longer has are deleted once its new chunks are stored.
 """
 
 from __future__ import annotations
@@ -78,12 +79,9 @@ def chunk_id(source: str, text: str) -> str:
 
 
 def _source_name(path: Path) -> str:
-    # Relative to the working directory when inside it (portable, readable), else absolute.
-    resolved = path.resolve()
-    try:
-        return resolved.relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return resolved.as_posix()
+    # The resolved absolute path: the same file gets the same source (and chunk ids) whatever
+    # the working directory of the run.
+    return path.resolve().as_posix()
 
 
 def discover_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], list[Path]]:
@@ -332,7 +330,9 @@ def ingest_paths(
     """Load, split, embed and store ``.txt`` / ``.md`` files and folders, incrementally.
 
     A second run over unchanged files makes no embedding call; for a changed file only its new
-    chunks are embedded and its chunks that no longer exist are deleted (TiDB stores).
+    chunks are embedded and, after they are stored, its chunks that no longer exist are deleted
+    (TiDB stores). A failed run leaves the old chunks in place. Each chunk's ``source`` is the
+    file's resolved absolute POSIX path.
 
     Args:
         store: The vector store.
@@ -375,11 +375,12 @@ def ingest_paths(
     wanted = {doc.id for doc in chunks}
     stored = _stored_ids_by_source(store, sources)
     stale = sorted(i for ids in stored.values() for i in ids if i not in wanted)
-    if stale:
-        store.delete(ids=stale)
-    summary.deleted = len(stale)
+    # Store the new chunks first: if embedding or writing fails, the old ones are still there.
     summary.embedded, summary.skipped = add_new_documents(
         store, chunks, batch_size=batch_size, show_progress=show_progress
     )
+    if stale:
+        store.delete(ids=stale)
+    summary.deleted = len(stale)
     summary.seconds = time.perf_counter() - started
     return summary

@@ -73,7 +73,13 @@ def _stored(engine: sa.Engine, table: str) -> dict[str, str]:
         return {row[0]: row[1] for row in rows}
 
 
-def _expected_chunks(path: Path, source: str) -> list[str]:
+def _src(path: Path) -> str:
+    """The source ingest records: the resolved absolute path, whatever the working directory."""
+    return path.resolve().as_posix()
+
+
+def _expected_chunks(path: Path, source: str | None = None) -> list[str]:
+    source = source or _src(path)
     return [d.id or "" for d in split_file(path, source, chunk_size=300, chunk_overlap=50)]
 
 
@@ -94,16 +100,20 @@ def test_ingest_is_idempotent(
     assert _ingest(args) == 0
     out, err = capsys.readouterr()
     expected = {
-        *_expected_chunks(docs / "guide.md", "docs/guide.md"),
-        *_expected_chunks(docs / "notes.txt", "docs/notes.txt"),
-        *_expected_chunks(docs / "nested" / "htap.md", "docs/nested/htap.md"),
+        *_expected_chunks(docs / "guide.md"),
+        *_expected_chunks(docs / "notes.txt"),
+        *_expected_chunks(docs / "nested" / "htap.md"),
     }
     assert len(expected) > 3  # the guide really was split
     assert f"3 files, {len(expected)} chunks: {len(expected)} embedded, 0 unchanged" in out
     assert "note: skipping 1 files that are not .txt/.md/.markdown: docs/slides.pdf" in err
     stored = _stored(tidb_engine, table_name)
     assert set(stored) == expected
-    assert set(stored.values()) == {"docs/guide.md", "docs/notes.txt", "docs/nested/htap.md"}
+    assert set(stored.values()) == {
+        _src(docs / "guide.md"),
+        _src(docs / "notes.txt"),
+        _src(docs / "nested" / "htap.md"),
+    }
     assert len(_titan(bedrock)) == len(expected)
 
     bedrock.reset()
@@ -124,11 +134,11 @@ def test_changed_file_embeds_only_new_chunks_and_deletes_stale(
 ) -> None:
     assert _ingest(args) == 0
     guide = docs / "guide.md"
-    old = set(_expected_chunks(guide, "docs/guide.md"))
+    old = set(_expected_chunks(guide))
     # Add a section on top (later chunks move), drop the Serverless one, add one at the end.
     kept = guide.read_text().split("## Serverless")[0]
     guide.write_text(f"# Intro\n\nWelcome.\n\n{kept}## Pricing\n\nStorage is billed monthly.")
-    new_order = _expected_chunks(guide, "docs/guide.md")
+    new_order = _expected_chunks(guide)
     new = set(new_order)
     assert old & new  # some chunks survive the edit
     capsys.readouterr()
@@ -142,13 +152,101 @@ def test_changed_file_embeds_only_new_chunks_and_deletes_stale(
     assert f"{len(new - old)} embedded" in out
     assert f"{len(old - new)} stale deleted" in out
     stored = _stored(tidb_engine, table_name)
-    assert {i for i, s in stored.items() if s == "docs/guide.md"} == new
+    assert {i for i, s in stored.items() if s == _src(guide)} == new
     # Chunks that moved were renumbered without being embedded again.
     with tidb_engine.connect() as conn:
         rows = conn.execute(sa.text(f"SELECT id, meta->'$.chunk' FROM `{table_name}`"))
         positions = {row[0]: int(row[1]) for row in rows}
     assert [positions[i] for i in new_order] == list(range(len(new_order)))
-    assert chunk_id("docs/notes.txt", "Paris is the capital of France.") in stored
+    assert chunk_id(_src(docs / "notes.txt"), "Paris is the capital of France.") in stored
+
+
+def test_failed_embedding_keeps_the_old_chunks_of_a_changed_file(
+    docs: Path,
+    args: list[str],
+    bedrock: LocalBedrock,
+    tidb_engine: sa.Engine,
+    table_name: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert _ingest(args) == 0
+    guide = docs / "guide.md"
+    old = set(_expected_chunks(guide))
+    before = _stored(tidb_engine, table_name)
+    guide.write_text("# Rewritten\n\nEverything about this guide changed. " * 3)
+    capsys.readouterr()
+    bedrock.reset()
+    bedrock.fail_next(400, "ValidationException", "injected failure", times=100)
+
+    assert _ingest(args) == 1
+    _, err = capsys.readouterr()
+    assert "ValidationException" in err
+    # The stale chunks are deleted only after the new ones are stored: nothing was lost.
+    assert _stored(tidb_engine, table_name) == before
+    assert old <= set(before)
+
+    bedrock.reset()
+    assert _ingest(args) == 0  # the retry then replaces them
+    out, _ = capsys.readouterr()
+    assert f"{len(old)} stale deleted" in out
+    stored = _stored(tidb_engine, table_name)
+    assert {i for i, s in stored.items() if s == _src(guide)} == set(_expected_chunks(guide))
+
+
+def test_ingest_from_another_directory_embeds_nothing_again(
+    docs: Path,
+    args: list[str],
+    bedrock: LocalBedrock,
+    tidb_engine: sa.Engine,
+    table_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert _ingest(args) == 0  # `ingest docs` from the folder above it
+    first = _stored(tidb_engine, table_name)
+    capsys.readouterr()
+    bedrock.reset()
+
+    elsewhere = tmp_path / "elsewhere" / "deeper"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    assert (
+        cli.main(
+            [
+                "ingest",
+                "../../docs",
+                *args,
+                "--no-progress",
+                "--chunk-size",
+                "300",
+                "--chunk-overlap",
+                "50",
+            ]
+        )
+        == 0
+    )
+    out, _ = capsys.readouterr()
+    assert _titan(bedrock) == []  # same sources, same ids: nothing embedded again
+    assert f"0 embedded, {len(first)} unchanged, 0 stale deleted" in out
+    monkeypatch.chdir(docs / "nested")
+    assert (
+        cli.main(
+            [
+                "ingest",
+                str(docs),
+                *args,
+                "--no-progress",
+                "--chunk-size",
+                "300",
+                "--chunk-overlap",
+                "50",
+            ]
+        )
+        == 0
+    )
+    assert _titan(bedrock) == []
+    assert _stored(tidb_engine, table_name) == first  # no duplicates
 
 
 def test_ask_streams_a_grounded_answer_with_sources(
@@ -164,7 +262,7 @@ def test_ask_streams_a_grounded_answer_with_sources(
     assert "VEC_COSINE_DISTANCE" in answer
     lines = sources.strip().splitlines()
     assert len(lines) == 4  # default k
-    assert re.fullmatch(r"\[1\] docs/guide\.md \(chunk \d+\)", lines[0])
+    assert re.fullmatch(rf"\[1\] {re.escape(_src(docs / 'guide.md'))} \(chunk \d+\)", lines[0])
     cited = [int(n) for n in re.findall(r"\[(\d+)\]", answer)]
     assert cited
     assert all(1 <= n <= len(lines) for n in cited)
@@ -176,14 +274,30 @@ def test_ask_with_k_and_source_filter(
     assert _ingest(args) == 0
     capsys.readouterr()
     question = "What is the capital of France?"
-    assert cli.main(["ask", question, *args, "--k", "2", "--source", "docs/nested/htap.md"]) == 0
+    htap = _src(docs / "nested" / "htap.md")
+    assert cli.main(["ask", question, *args, "--k", "2", "--source", htap]) == 0
     out, _ = capsys.readouterr()
     assert "I don't know" in out
-    assert out.split("Sources:\n")[1].strip().splitlines() == ["[1] docs/nested/htap.md (chunk 0)"]
+    assert out.split("Sources:\n")[1].strip().splitlines() == [f"[1] {htap} (chunk 0)"]
     assert cli.main(["ask", question, *args, "--k", "1"]) == 0
     out, _ = capsys.readouterr()
     assert "Paris is the capital of France. [1]" in out
-    assert "[1] docs/notes.txt (chunk 0)" in out
+    assert f"[1] {_src(docs / 'notes.txt')} (chunk 0)" in out
+
+
+def test_source_option_takes_the_path_as_typed(
+    docs: Path, args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _ingest(args) == 0
+    monkeypatch.chdir(docs)
+    capsys.readouterr()
+    question = "What is the capital of France?"
+    assert cli.main(["ask", question, *args, "--k", "1", "--source", "notes.txt"]) == 0
+    out, _ = capsys.readouterr()
+    assert "Paris is the capital of France. [1]" in out
+    assert out.split("Sources:\n")[1].strip().splitlines() == [
+        f"[1] {_src(docs / 'notes.txt')} (chunk 0)"
+    ]
 
 
 def test_chat_keeps_history(
@@ -366,7 +480,7 @@ def test_ingest_overlapping_paths_and_undecodable_text(
     assert "Ingested into table" in out
     assert "3 files" in out  # notes.txt once, binary.txt skipped
     assert sorted(set(_stored(tidb_engine, table_name).values())) == [
-        "docs/guide.md",
-        "docs/nested/htap.md",
-        "docs/notes.txt",
+        _src(docs / "guide.md"),
+        _src(docs / "nested" / "htap.md"),
+        _src(docs / "notes.txt"),
     ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +15,7 @@ from botocore.config import Config
 from langchain_aws import BedrockEmbeddings
 from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 
+from langchain_tidb_bedrock import embeddings as embeddings_module
 from langchain_tidb_bedrock.embeddings import BedrockEmbeddingError, BedrockTitanEmbeddings
 from langchain_tidb_bedrock.local.bedrock import LocalBedrock
 
@@ -191,6 +194,36 @@ def test_retry_after_header_is_honoured(bedrock: LocalBedrock) -> None:
     assert time.perf_counter() - start >= 0.15
 
 
+def test_retry_after_header_is_capped_by_backoff_max(bedrock: LocalBedrock) -> None:
+    # A minute-long hint must not stall the batch beyond the configured ceiling.
+    bedrock.fail_next(
+        429, "ThrottlingException", "slow down", {"x-amz-retry-after": "60000"}, times=2
+    )
+    emb = make(bedrock, backoff_base=0.001, backoff_max=0.05)
+    start = time.perf_counter()
+    assert len(emb.embed_query("x")) == 1024
+    elapsed = time.perf_counter() - start
+    assert 0.1 <= elapsed < 3
+    assert [r.status for r in bedrock.requests] == [429, 429, 200]
+
+
+async def test_cancelling_aembed_stops_pool_requests(bedrock: LocalBedrock) -> None:
+    # The only request keeps failing with a transient error and retrying in the pool; cancelling
+    # the awaiting task must stop it rather than let it retry on in the background.
+    bedrock.fail_next(503, "ServiceUnavailableException", "try again", times=50)
+    emb = make(bedrock, backoff_base=0.05, backoff_max=0.05, max_retries=50)
+    task = asyncio.ensure_future(emb.aembed_documents(["alpha", "beta"]))
+    await asyncio.sleep(0.15)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.1)  # a request may still be in flight
+    sent = len(bedrock.requests)
+    await asyncio.sleep(0.5)
+    assert len(bedrock.requests) == sent  # nothing retried after the cancellation
+    emb.close()
+
+
 @pytest.mark.parametrize(
     ("status", "code"),
     [
@@ -230,8 +263,12 @@ def test_non_retryable_error_is_not_retried(bedrock: LocalBedrock) -> None:
     assert len(bedrock.requests) == 1  # the others were cancelled, not sent
 
 
-def test_partial_failure_names_only_the_failed_index(bedrock: LocalBedrock) -> None:
-    # 9,000 words: under 50,000 characters but over Titan's 8,192 tokens -> rejected by the service.
+def test_partial_failure_names_only_the_failed_index(
+    bedrock: LocalBedrock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 9,000 words: under 50,000 characters but over Titan's 8,192 tokens -> rejected by the
+    # service (the client-side token guard is lifted here so the request is sent).
+    monkeypatch.setattr(embeddings_module, "MAX_INPUT_TOKENS", 1_000_000)
     too_many_tokens = "w " * 9000
     emb = make(bedrock, max_concurrency=1)
     with pytest.raises(BedrockEmbeddingError) as info:
@@ -258,7 +295,36 @@ def test_long_text_is_truncated_with_a_warning(bedrock: LocalBedrock) -> None:
         vectors = emb.embed_documents(["short", "x" * 60_000])
     assert len(vectors) == 2
     lengths = sorted(len(r.body["inputText"]) for r in bedrock.requests)
-    assert lengths == [5, 50_000]
+    # 50,000 characters would still be ~12,500 tokens by the conservative estimate (4 letters
+    # per token): cut further to 8,192 tokens.
+    assert lengths == [5, 32_768]
+
+
+def test_long_cjk_text_is_truncated_to_the_token_limit(bedrock: LocalBedrock) -> None:
+    # 40,000 characters of CJK pass the character limit but are far over 8,192 tokens; before,
+    # the service's non-retryable ValidationException failed the whole batch.
+    cjk = "数据库向量检索。" * 5000
+    emb = make(bedrock)
+    with pytest.warns(UserWarning, match="index 1 has 40,000 characters; truncated to 8,192"):
+        vectors = emb.embed_documents(["short", cjk, "another"])
+    assert [len(v) for v in vectors] == [1024, 1024, 1024]
+    assert [r.status for r in bedrock.requests] == [200, 200, 200]
+    sent = next(r.body["inputText"] for r in bedrock.requests if len(r.body["inputText"]) > 10)
+    assert sent == cjk[:8192]
+
+
+def test_token_heavy_text_is_truncated_or_rejected(bedrock: LocalBedrock) -> None:
+    words = "w " * 9000  # 18,000 characters, 9,000 words: over 8,192 tokens
+    with pytest.warns(UserWarning, match="index 0 has 18,000 characters; truncated"):
+        assert len(make(bedrock).embed_query(words)) == 1024
+    assert [r.status for r in bedrock.requests] == [200]
+    bedrock.reset()
+    with pytest.raises(ValueError, match="index 1 has about 9,000 tokens"):
+        make(bedrock, on_long_text="error").embed_documents(["fine", words])
+    assert bedrock.requests == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a text within the limits is sent untouched
+        make(bedrock).embed_query("w " * 4000)
 
 
 def test_long_text_raises_when_configured(bedrock: LocalBedrock) -> None:

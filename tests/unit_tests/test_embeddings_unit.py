@@ -15,10 +15,14 @@ from pydantic import ValidationError
 from langchain_tidb_bedrock.aws_config import BedrockConfigError
 from langchain_tidb_bedrock.embeddings import (
     DEFAULT_EMBEDDING_MODEL_ID,
+    MAX_INPUT_TOKENS,
     BedrockEmbeddingError,
     BedrockTitanEmbeddings,
     _AdaptiveLimiter,
+    _fit,
+    estimate_tokens,
 )
+from langchain_tidb_bedrock.local import _standin_models
 
 
 class TestBedrockTitanEmbeddingsUnit(EmbeddingsUnitTests):
@@ -121,6 +125,55 @@ def test_request_body_is_built_once_per_text() -> None:
         region_name="us-east-1", model_kwargs={"embeddingTypes": ["float"]}
     )
     assert '"embeddingTypes": ["float"]' in emb2._body("hi")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"model_kwargs": {"dimensions": 256}}, "dimensions"),
+        ({"dimensions": 512, "model_kwargs": {"dimensions": 1024}}, "dimensions"),
+        ({"model_kwargs": {"normalize": False}}, "normalize"),
+        ({"normalize": False, "model_kwargs": {"normalize": 0}}, "normalize"),
+    ],
+)
+def test_model_kwargs_cannot_override_validated_fields(kwargs: dict[str, Any], key: str) -> None:
+    with pytest.raises(
+        ValueError, match=f"pass {key}=.*use dimensions=/normalize=, not model_kwargs"
+    ):
+        BedrockTitanEmbeddings(region_name="us-east-1", **kwargs)
+
+
+def test_model_kwargs_agreeing_with_the_fields_are_accepted() -> None:
+    emb = BedrockTitanEmbeddings(
+        region_name="us-east-1",
+        dimensions=256,
+        model_kwargs={"dimensions": 256, "normalize": True, "embeddingTypes": ["float"]},
+    )
+    assert '"dimensions": 256' in emb._body("hi")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "数据库向量检索。" * 5000,  # CJK
+        "x = f(a, b);\n" * 5000,  # dense code
+        "w " * 9000,  # many short words
+        "The quick brown fox jumps over the lazy dog. " * 1000,
+        "价格 1234567890 € " * 4000,
+    ],
+)
+def test_token_estimate_is_conservative_and_fit_stays_under_the_limit(text: str) -> None:
+    assert estimate_tokens(text) >= _standin_models.count_tokens(text)
+    fitted = _fit(text)
+    assert text.startswith(fitted)
+    assert estimate_tokens(fitted) <= MAX_INPUT_TOKENS < estimate_tokens(text[: len(fitted) + 1])
+    assert _standin_models.count_tokens(fitted) <= MAX_INPUT_TOKENS  # LocalBedrock accepts it
+
+
+def test_short_text_is_not_cut() -> None:
+    text = "TiDB stores vectors. " * 300
+    assert estimate_tokens(text) < MAX_INPUT_TOKENS
+    assert _fit(text) == text
 
 
 def test_error_message_names_indices() -> None:
