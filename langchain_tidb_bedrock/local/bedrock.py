@@ -267,7 +267,7 @@ class LocalBedrock:
             self._failures.clear()
             self._stream_errors.clear()
             self._counter = 0
-            self.max_in_flight = self.in_flight
+            self.max_in_flight = 0  # the peak since reset; in_flight itself stays live
             self.latency = self._initial_latency
             self.throttle_rate = 0.0
             self.throttle_every = 0

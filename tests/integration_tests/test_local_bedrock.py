@@ -6,6 +6,7 @@ import base64
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -320,6 +321,12 @@ def test_concurrency_is_recorded_and_reset_clears(bedrock: LocalBedrock, client:
     assert len(bedrock.requests) == 64
     assert all(r.status == 200 for r in bedrock.requests)
     assert bedrock.max_in_flight > 8
+    # A handler counts its request done only after the response is on the wire, so the client
+    # can return first: wait for the server's own bookkeeping before resetting.
+    deadline = time.monotonic() + 5
+    while bedrock.in_flight and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert bedrock.in_flight == 0
     bedrock.throttle_every = 1
     bedrock.fail_next(503, "ServiceUnavailableException", "busy")
     bedrock.reset()
