@@ -204,7 +204,7 @@ def _our_sql(
     qv = orjson.dumps(vector, option=orjson.OPT_SERIALIZE_NUMPY).decode()
     if flt is None:
         return None, _literal(store, q.knn(qv, k))
-    probe = _literal(store, q.matching_ids(flt, 1001))
+    probe = _literal(store, q.matching_ids_template(flt, 1001))
     return probe, _literal(store, q.knn_among_ids(qv, k, ["__IDS__"], flt))
 
 

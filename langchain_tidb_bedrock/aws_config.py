@@ -20,6 +20,7 @@ __all__ = [
     "aws_is_configured",
     "credentials_available",
     "is_local_endpoint",
+    "local_endpoint_settings",
     "require_aws",
     "resolve_region",
 ]
@@ -43,6 +44,23 @@ def is_local_endpoint(endpoint_url: str | None) -> bool:
         return False
     host = urlsplit(endpoint_url).hostname or ""
     return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def local_endpoint_settings(
+    region_name: str | None, profile: str | None, *, has_keys: bool
+) -> tuple[str, bool]:
+    """Region and whether to sign with placeholder keys, for a LocalBedrock endpoint.
+
+    A LocalBedrock does not check signatures, so with no credentials anywhere the clients sign
+    with placeholders, and the region defaults to us-east-1.
+    """
+    region = (
+        region_name
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or "us-east-1"
+    )
+    return region, not has_keys and not credentials_available(profile)
 
 
 def _session(profile: str | None) -> botocore.session.Session:

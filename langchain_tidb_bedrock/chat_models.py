@@ -14,8 +14,8 @@ from botocore.config import Config
 from langchain_aws import ChatBedrockConverse
 
 from langchain_tidb_bedrock.aws_config import (
-    credentials_available,
     is_local_endpoint,
+    local_endpoint_settings,
     require_aws,
     resolve_region,
 )
@@ -81,14 +81,8 @@ def create_llama3_chat(
     if kwargs.get("client") is not None:
         region = region_name or resolve_region(region_name, profile)
     elif is_local_endpoint(endpoint_url):
-        region = (
-            region_name
-            or os.environ.get("AWS_REGION")
-            or os.environ.get("AWS_DEFAULT_REGION")
-            or "us-east-1"
-        )
-        if not has_keys and not credentials_available(profile):
-            # A LocalBedrock does not check signatures; sign with placeholders.
+        region, placeholder_keys = local_endpoint_settings(region_name, profile, has_keys=has_keys)
+        if placeholder_keys:
             kwargs.update(aws_access_key_id="local", aws_secret_access_key="local")  # noqa: S106
     else:
         region = require_aws(region_name, profile, has_explicit_keys=has_keys)

@@ -35,8 +35,8 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_valid
 from typing_extensions import Self
 
 from langchain_tidb_bedrock.aws_config import (
-    credentials_available,
     is_local_endpoint,
+    local_endpoint_settings,
     require_aws,
 )
 
@@ -339,14 +339,10 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
         keys = (self.aws_access_key_id, self.aws_secret_access_key)
         has_keys = bool(keys[0] and keys[1])
         if is_local_endpoint(self.endpoint_url):
-            # A LocalBedrock does not check signatures; sign with placeholders if nothing is set.
-            self.region_name = (
-                self.region_name
-                or os.environ.get("AWS_REGION")
-                or os.environ.get("AWS_DEFAULT_REGION")
-                or "us-east-1"
+            self.region_name, placeholder_keys = local_endpoint_settings(
+                self.region_name, self.credentials_profile_name, has_keys=has_keys
             )
-            if not has_keys and not credentials_available(self.credentials_profile_name):
+            if placeholder_keys:
                 keys = (SecretStr("local"), SecretStr("local"))
         else:
             self.region_name = require_aws(

@@ -158,10 +158,6 @@ class Queries:
         stmt = self.prefilter_template(k, filter, with_vector=with_vector)
         return stmt.params(qv=query_vector)
 
-    def matching_ids(self, filter: Mapping[str, Any], limit: int) -> sa.Select[Any]:
-        """Same as :meth:`matching_ids_template` (it has no parameters)."""
-        return self.matching_ids_template(filter, limit)
-
     def knn_among_ids(
         self,
         query_vector: str,

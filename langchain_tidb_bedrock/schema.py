@@ -134,14 +134,14 @@ class TableInfo:
     columns: frozenset[str]
 
 
-_COLUMNS_SQL = sa.text(
+COLUMNS_QUERY = sa.text(
     "SELECT COLUMN_NAME, COLUMN_TYPE, COLUMN_COMMENT FROM INFORMATION_SCHEMA.COLUMNS "
     "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table"
 )
 
 
 def read_table_info(rows: list[Any], table: str) -> TableInfo | None:
-    """Interpret ``_COLUMNS_SQL`` rows; None when the table does not exist."""
+    """Interpret ``COLUMNS_QUERY`` rows; None when the table does not exist."""
     if not rows:
         return None
     cols = {str(r[0]).lower(): (str(r[1]), str(r[2] or "")) for r in rows}
@@ -164,6 +164,3 @@ def read_table_info(rows: list[Any], table: str) -> TableInfo | None:
         legacy_metric=DistanceStrategy(legacy.group(1).lower()) if legacy else None,
         columns=frozenset(cols),
     )
-
-
-COLUMNS_QUERY = _COLUMNS_SQL

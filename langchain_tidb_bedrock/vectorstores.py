@@ -74,6 +74,12 @@ _TXN_BYTES = 16 * 2**20
 _ENTRY_BYTES = 6 * 2**20 - 64 * 2**10
 
 
+def _check_text(position: int, text: object) -> None:
+    if not isinstance(text, str):
+        msg = f"text at position {position} must be a string, got {type(text).__name__}"
+        raise ValueError(msg)
+
+
 def _check_entry(position: int, size: int) -> None:
     if size > _ENTRY_BYTES:
         msg = (
@@ -569,9 +575,7 @@ class TiDBVectorStore(VectorStore):
                 msg = f"got {len(text_list)} texts but {len(meta_list)} metadatas"
                 raise ValueError(msg)
             for n, t in enumerate(text_list):
-                if not isinstance(t, str):
-                    msg = f"text at position {n} must be a string, got {type(t).__name__}"
-                    raise ValueError(msg)
+                _check_text(n, t)
             encoded_meta = [encode_metadata(m, n) for n, m in enumerate(meta_list or [])]
             for n, text in enumerate(text_list):  # the vector is added per batch, checked there
                 _check_entry(n, _row_bytes((text, encoded_meta[n] if encoded_meta else "")))
@@ -692,9 +696,7 @@ class TiDBVectorStore(VectorStore):
         vectors: Iterator[Sequence[float]] | None,
     ) -> Iterator[tuple[str, dict[str, Any] | None, str | None, Any]]:
         for n, text in enumerate(texts):
-            if not isinstance(text, str):
-                msg = f"text at position {n} must be a string, got {type(text).__name__}"
-                raise ValueError(msg)
+            _check_text(n, text)
             try:
                 meta = next(metas) if metas is not None else None
                 doc_id = next(ids) if ids is not None else None
