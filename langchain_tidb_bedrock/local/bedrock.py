@@ -27,6 +27,11 @@ InvokeModel ``prompt``):
 * a prompt containing ``Follow-up question:`` gets only a standalone question: the follow-up plus
   the content words of the last ``Human:`` line under ``Chat history:`` that it lacks.
 
+Quotas, per model id as on the service (see ``_quotas``): ``requests_per_minute``,
+``tokens_per_minute`` and ``tokens_per_day`` (constructor arguments and attributes, settable while
+serving; None = unlimited) answer 429 ThrottlingException with Bedrock's messages and no
+retry-after header. Requests are validated as the service does (see ``_validation``).
+
 Test knobs (thread-safe): ``latency`` (seconds slept per request), ``throttle_rate`` (fraction of
 requests answered 429, spread evenly), ``throttle_every`` (every Nth request), ``retry_after_ms``
 (the 429's ``x-amz-retry-after``), ``fail_next(status, code, message, headers, times)``,
@@ -37,8 +42,8 @@ requests answered 429, spread evenly), ``throttle_every`` (every Nth request), `
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
-import re
 import threading
 import time
 import uuid
@@ -52,10 +57,24 @@ from urllib.parse import unquote, urlsplit
 
 from langchain_tidb_bedrock.local import _eventstream as es
 from langchain_tidb_bedrock.local import _standin_models as models
+from langchain_tidb_bedrock.local._quotas import REQUESTS_MESSAGE, Quotas
+from langchain_tidb_bedrock.local._validation import (
+    LLAMA_DEFAULT_MAX_TOKENS,
+    TITAN_V2_MODEL_ID,
+    UNSUPPORTED_OP_MESSAGE,
+    UNSUPPORTED_STREAMING_MESSAGE,
+    BedrockError,
+    Model,
+    check_media_types,
+    invalid,
+    resolve_model,
+    validate_converse,
+    validate_llama,
+    validate_titan,
+)
 
 __all__ = ["LocalBedrock", "RecordedRequest", "TITAN_V2_MODEL_ID"]
 
-TITAN_V2_MODEL_ID = "amazon.titan-embed-text-v2:0"
 _ERROR_NS = ":http://internal.amazon.com/coral/com.amazon.bedrock/"
 _OPS = {
     "invoke": "InvokeModel",
@@ -63,46 +82,8 @@ _OPS = {
     "converse": "Converse",
     "converse-stream": "ConverseStream",
 }
-_LLAMA = re.compile(r"(?:(us|eu|apac|global)\.)?meta\.llama(3(?:-[1-3])?)-\d+b-instruct-v1:0")
-# Llama 3.2 and 3.3 are only served through cross-Region inference profiles.
-_PROFILE_ONLY = {"3-2", "3-3"}
-_TITAN_KEYS = {"inputText", "dimensions", "normalize", "embeddingTypes"}
-_LLAMA_KEYS = {"prompt", "temperature", "top_p", "max_gen_len", "images"}
-_INFERENCE_KEYS = {"maxTokens", "temperature", "topP", "stopSequences"}
-_MAX_CHARS = 50_000
 _MAX_TITAN_TOKENS = 8_192
-THROTTLE_MESSAGE = "Too many requests, please wait before trying again."
-INVALID_MODEL_MESSAGE = "The provided model identifier is invalid."
-UNSUPPORTED_OP_MESSAGE = (
-    "This action doesn't support the model that you provided. "
-    "Try again with a supported text or chat model."
-)
-
-
-class _BedrockError(Exception):
-    """An error answered in Bedrock's shape."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.headers = headers or {}
-        self.extra = extra
-
-
-def _invalid(message: str) -> _BedrockError:
-    return _BedrockError(400, "ValidationException", message)
-
-
-def _malformed(detail: str) -> _BedrockError:
-    return _invalid(f"Malformed input request: {detail}, please reformat your input and try again.")
-
+THROTTLE_MESSAGE = REQUESTS_MESSAGE
 
 MAX_RECORDED_REQUESTS = 100_000
 
@@ -150,6 +131,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.record.status = status
         self.send_response(status)
 
+    def handle(self) -> None:
+        """Serve the connection; a client closing an idle keep-alive socket is not an error."""
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            super().handle()
+
     def log_message(self, format: str, *args: Any) -> None:
         """Stay quiet; requests are recorded instead."""
 
@@ -159,7 +145,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _unknown(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.server.owner._send_error(self, _BedrockError(404, "UnknownOperationException", ""))
+        self.server.owner._send_error(self, BedrockError(404, "UnknownOperationException", ""))
 
     do_GET = do_PUT = do_DELETE = do_HEAD = _unknown  # noqa: N815
 
@@ -174,15 +160,26 @@ class LocalBedrock:
         ```
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, latency: float = 0.0) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        latency: float = 0.0,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        tokens_per_day: int | None = None,
+    ) -> None:
         self.host, self.port = host, port
         self._initial_latency = latency
+        self._initial_quotas = (requests_per_minute, tokens_per_minute, tokens_per_day)
+        self.quotas = Quotas(requests_per_minute, tokens_per_minute, tokens_per_day)
         self._lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         # Bounded: a standalone server runs for hours; tests look at the recent requests only.
         self._requests: deque[RecordedRequest] = deque(maxlen=MAX_RECORDED_REQUESTS)
-        self._failures: deque[_BedrockError] = deque()
+        self._failures: deque[BedrockError] = deque()
         self._stream_errors: deque[_StreamError] = deque()
         self._counter = 0
         self.in_flight = 0
@@ -258,10 +255,49 @@ class LocalBedrock:
         """Keyword arguments for ``boto3.client("bedrock-runtime", ...)``."""
         return {"endpoint_url": self.endpoint_url, "region_name": "us-east-1"}
 
+    # ------------------------------------------------------------ quotas
+
+    @property
+    def requests_per_minute(self) -> float | None:
+        """Requests per minute per model id (None: unlimited); settable while serving."""
+        return self.quotas.requests_per_minute
+
+    @requests_per_minute.setter
+    def requests_per_minute(self, value: float | None) -> None:
+        self.quotas.requests_per_minute = value
+
+    @property
+    def tokens_per_minute(self) -> float | None:
+        """Tokens (input + reserved output) per minute per model id (None: unlimited)."""
+        return self.quotas.tokens_per_minute
+
+    @tokens_per_minute.setter
+    def tokens_per_minute(self, value: float | None) -> None:
+        self.quotas.tokens_per_minute = value
+
+    @property
+    def tokens_per_day(self) -> int | None:
+        """Tokens per model id per UTC day (None: unlimited)."""
+        return self.quotas.tokens_per_day
+
+    @tokens_per_day.setter
+    def tokens_per_day(self, value: int | None) -> None:
+        self.quotas.tokens_per_day = value
+
+    def _admit(self, model: Model, tokens: int) -> None:
+        refused = self.quotas.admit(model.key, tokens)
+        if refused is not None:
+            raise BedrockError(429, "ThrottlingException", refused)
+
     # ------------------------------------------------------------ knobs and records
 
     def reset(self) -> None:
-        """Clear every knob (latency back to the constructor's) and every record."""
+        """Clear every knob (latency and quotas back to the constructor's) and every record."""
+        rpm, tpm, tpd = self._initial_quotas
+        self.quotas.requests_per_minute = rpm
+        self.quotas.tokens_per_minute = tpm
+        self.quotas.tokens_per_day = tpd
+        self.quotas.reset()
         with self._lock:
             self._requests.clear()
             self._failures.clear()
@@ -290,7 +326,7 @@ class LocalBedrock:
         """Answer the next ``times`` requests with this error (e.g. 503 ServiceUnavailable)."""
         with self._lock:
             for _ in range(times):
-                self._failures.append(_BedrockError(status, code, message, dict(headers or {})))
+                self._failures.append(BedrockError(status, code, message, dict(headers or {})))
 
     def stream_error_after(
         self,
@@ -334,14 +370,15 @@ class LocalBedrock:
                 time.sleep(self.latency)
             try:
                 if op is None:
-                    raise _BedrockError(404, "UnknownOperationException", "")
+                    raise BedrockError(404, "UnknownOperationException", "")
                 self._inject_faults()
+                check_media_types(op, handler.headers, raw)
                 if raw and body is None:
-                    raise _invalid(
+                    raise invalid(
                         "Malformed input request, please reformat your input and try again."
                     )
                 self._dispatch(handler, op, record.model_id, body)
-            except _BedrockError as err:
+            except BedrockError as err:
                 self._send_error(handler, err)
         except (BrokenPipeError, ConnectionResetError):
             handler.close_connection = True  # the client gave up (e.g. closed a stream early)
@@ -362,31 +399,34 @@ class LocalBedrock:
             every > 0 and k % every == every - 1
         )
         if throttled:
-            raise _BedrockError(
+            raise BedrockError(
                 429, "ThrottlingException", THROTTLE_MESSAGE, {"x-amz-retry-after": retry_after}
             )
 
     def _dispatch(self, handler: _Handler, op: str, model_id: str, body: Any) -> None:
-        kind = _model_kind(model_id)
-        if kind == "titan":
+        model = resolve_model(model_id)
+        if model.kind == "titan":
+            if op == "InvokeModelWithResponseStream":
+                raise invalid(UNSUPPORTED_STREAMING_MESSAGE)
             if op != "InvokeModel":
-                raise _invalid(UNSUPPORTED_OP_MESSAGE)
-            self._titan(handler, body)
+                raise invalid(UNSUPPORTED_OP_MESSAGE)
+            self._titan(handler, model, body)
         elif op in ("InvokeModel", "InvokeModelWithResponseStream"):
-            self._llama_invoke(handler, body, stream=op != "InvokeModel")
+            self._llama_invoke(handler, model, body, stream=op != "InvokeModel")
         else:
-            self._converse(handler, body, stream=op == "ConverseStream")
+            self._converse(handler, model, body, stream=op == "ConverseStream")
 
     # ------------------------------------------------------------ models
 
-    def _titan(self, handler: _Handler, body: Any) -> None:
-        text, dims, normalize, types = _validate_titan(body)
+    def _titan(self, handler: _Handler, model: Model, body: Any) -> None:
+        text, dims, normalize, types = validate_titan(body)
         tokens = models.count_tokens(text)
         if tokens > _MAX_TITAN_TOKENS:
-            raise _invalid(
+            raise invalid(
                 f"400 Bad Request: Too many input tokens. Max input tokens: {_MAX_TITAN_TOKENS}, "
                 f"request input token count: {tokens}"
             )
+        self._admit(model, tokens)
         vector = models.embed(text, dims, normalize=normalize)
         # The float vector is serialised once and spliced in twice: this is the server's hot path.
         floats = json.dumps(vector)
@@ -399,13 +439,16 @@ class LocalBedrock:
         )
         self._send_json(handler, data, input_tokens=tokens, output_tokens=0)
 
-    def _llama_invoke(self, handler: _Handler, body: Any, *, stream: bool) -> None:
-        prompt, max_gen_len = _validate_llama(body)
+    def _llama_invoke(self, handler: _Handler, model: Model, body: Any, *, stream: bool) -> None:
+        prompt, max_gen_len = validate_llama(body)
+        in_tokens = models.count_tokens(prompt)
+        # Bedrock reserves the input plus the whole output budget up front, then refunds.
+        self._admit(model, in_tokens + max_gen_len)
         started = time.monotonic()
         reply, reason = models.apply_limits(models.generate(prompt), max_tokens=max_gen_len)
         stop_reason = "length" if reason == "max_tokens" else "stop"
-        in_tokens = models.count_tokens(prompt)
         parts = models.pieces(reply)
+        self.quotas.settle(model.key, in_tokens + max_gen_len, in_tokens + len(parts))
         if not stream:
             payload = {
                 "generation": reply,
@@ -444,8 +487,11 @@ class LocalBedrock:
 
         self._send_stream(handler, chunks(), {"X-Amzn-Bedrock-Content-Type": "application/json"})
 
-    def _converse(self, handler: _Handler, body: Any, *, stream: bool) -> None:
-        prompt, last_user, config = _validate_converse(body)
+    def _converse(self, handler: _Handler, model: Model, body: Any, *, stream: bool) -> None:
+        prompt, last_user, config = validate_converse(body, model)
+        in_tokens = models.count_tokens(prompt)
+        reserved = in_tokens + int(config.get("maxTokens") or LLAMA_DEFAULT_MAX_TOKENS)
+        self._admit(model, reserved)
         started = time.monotonic()
         reply, reason = models.apply_limits(
             models.generate(prompt, last_user),
@@ -453,10 +499,11 @@ class LocalBedrock:
             stop_sequences=config.get("stopSequences") or (),
         )
         parts = models.pieces(reply)
+        self.quotas.settle(model.key, reserved, in_tokens + len(parts))
         usage = {
-            "inputTokens": models.count_tokens(prompt),
+            "inputTokens": in_tokens,
             "outputTokens": len(parts),
-            "totalTokens": models.count_tokens(prompt) + len(parts),
+            "totalTokens": in_tokens + len(parts),
         }
         if not stream:
             payload = {
@@ -524,7 +571,7 @@ class LocalBedrock:
         handler.wfile.write(b"0\r\n\r\n")
 
     @staticmethod
-    def _send_error(handler: _Handler, err: _BedrockError) -> None:
+    def _send_error(handler: _Handler, err: BedrockError) -> None:
         data = json.dumps({"message": err.message, **err.extra}).encode()
         handler.start_response(err.status)
         handler.send_header("Content-Type", "application/json")
@@ -543,133 +590,3 @@ def _write_chunk(handler: _Handler, data: bytes) -> None:
 
 def _chunk(obj: dict[str, Any]) -> bytes:
     return es.event("chunk", {"bytes": base64.b64encode(json.dumps(obj).encode()).decode()})
-
-
-# ---------------------------------------------------------------- validation
-
-
-def _model_kind(model_id: str) -> str:
-    """``"titan"`` or ``"llama"``; Bedrock's errors for unknown or profile-only ids."""
-    bare = model_id
-    if bare.startswith("arn:"):
-        bare = bare.split(":", 5)[-1].split("/", 1)[
-            -1
-        ]  # foundation-model/... inference-profile/...
-    if bare == TITAN_V2_MODEL_ID:
-        return "titan"
-    match = _LLAMA.fullmatch(bare)
-    if match is None:
-        raise _invalid(INVALID_MODEL_MESSAGE)
-    if match.group(1) is None and match.group(2) in _PROFILE_ONLY:
-        raise _invalid(
-            f"Invocation of model ID {bare} with on-demand throughput isn't supported. Retry "
-            "your request with the ID or ARN of an inference profile that contains this model."
-        )
-    return "llama"
-
-
-def _type_name(value: Any) -> str:
-    return {str: "String", bool: "Boolean", int: "Integer", float: "Number", list: "JSONArray"}.get(
-        type(value), "JSONObject"
-    )
-
-
-def _check_keys(body: Any, allowed: set[str], required: str) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise _malformed(f"#: expected type: JSONObject, found: {_type_name(body)}")
-    for key in body:
-        if key not in allowed:
-            raise _malformed(f"#: extraneous key [{key}] is not permitted")
-    if required not in body:
-        raise _malformed(f"#: required key [{required}] not found")
-    return body
-
-
-def _number(body: dict[str, Any], key: str, low: float, high: float) -> None:
-    if key not in body:
-        return
-    value = body[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _malformed(f"#/{key}: expected type: Number, found: {_type_name(value)}")
-    if not low <= value <= high:
-        raise _malformed(f"#/{key}: {value} is not between {low} and {high}")
-
-
-def _validate_titan(body: Any) -> tuple[str, int, bool, list[str]]:
-    body = _check_keys(body, _TITAN_KEYS, "inputText")
-    text = body["inputText"]
-    if not isinstance(text, str):
-        raise _malformed(f"#/inputText: expected type: String, found: {_type_name(text)}")
-    if not text:
-        raise _malformed("#/inputText: expected minLength: 1, actual: 0")
-    if len(text) > _MAX_CHARS:
-        raise _malformed(f"#/inputText: expected maxLength: {_MAX_CHARS}, actual: {len(text)}")
-    dims = body.get("dimensions", 1024)
-    if isinstance(dims, bool) or dims not in (256, 512, 1024):
-        raise _malformed(f"#/dimensions: {json.dumps(dims)} is not a valid enum value")
-    normalize = body.get("normalize", True)
-    if not isinstance(normalize, bool):
-        raise _malformed(f"#/normalize: expected type: Boolean, found: {_type_name(normalize)}")
-    types = body.get("embeddingTypes", ["float"])
-    if not isinstance(types, list) or not types:
-        raise _malformed("#/embeddingTypes: expected minimum item count: 1")
-    for item in types:
-        if item not in ("float", "binary"):
-            raise _malformed(f"#/embeddingTypes: {json.dumps(item)} is not a valid enum value")
-    return text, int(dims), normalize, types
-
-
-def _validate_llama(body: Any) -> tuple[str, int]:
-    body = _check_keys(body, _LLAMA_KEYS, "prompt")
-    prompt = body["prompt"]
-    if not isinstance(prompt, str):
-        raise _malformed(f"#/prompt: expected type: String, found: {_type_name(prompt)}")
-    _number(body, "temperature", 0, 1)
-    _number(body, "top_p", 0, 1)
-    _number(body, "max_gen_len", 1, 2048)
-    return prompt, int(body.get("max_gen_len", 512))
-
-
-def _validate_converse(body: Any) -> tuple[str, str, dict[str, Any]]:
-    """The prompt text (system + user turns), the last user text and ``inferenceConfig``."""
-    if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-        raise _invalid(
-            "1 validation error detected: Value null at 'messages' failed to satisfy "
-            "constraint: Member must not be null"
-        )
-    messages = body["messages"]
-    if not messages:
-        raise _invalid("The model returned the following errors: messages must not be empty")
-    user_texts: list[str] = []
-    previous = None
-    for message in messages:
-        role = message.get("role") if isinstance(message, dict) else None
-        if role not in ("user", "assistant"):
-            raise _invalid(f"Invalid message role: {role}")
-        if role == previous:
-            raise _invalid(
-                "A conversation must alternate between user and assistant roles. Make sure the "
-                "conversation alternates between user and assistant roles and try again."
-            )
-        if previous is None and role != "user":
-            raise _invalid(
-                "A conversation must start with a user message. Try again with a "
-                "conversation that starts with a user message."
-            )
-        previous = role
-        if role == "user":
-            texts = [b["text"] for b in message.get("content") or [] if "text" in b]
-            user_texts.append("\n".join(texts))
-    config = body.get("inferenceConfig") or {}
-    for key in config:
-        if key not in _INFERENCE_KEYS:
-            raise _invalid(f"Unknown inferenceConfig key: {key}")
-    _number(config, "temperature", 0, 1)
-    _number(config, "topP", 0, 1)
-    if "maxTokens" in config and (
-        not isinstance(config["maxTokens"], int) or config["maxTokens"] < 1
-    ):
-        raise _invalid("The value of maxTokens must be a positive integer.")
-    system = "\n".join(b["text"] for b in body.get("system") or [] if "text" in b)
-    prompt = "\n\n".join([system, *user_texts]) if system else "\n\n".join(user_texts)
-    return prompt, user_texts[-1] if user_texts else "", config
