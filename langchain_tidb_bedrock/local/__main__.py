@@ -3,6 +3,7 @@
 python -m langchain_tidb_bedrock.local tidb {build,start,stop,status}
 python -m langchain_tidb_bedrock.local bedrock [--port N] [--latency SECONDS]
     [--throttle-rate FRACTION] [--retry-after-ms MS]
+    [--requests-per-minute N] [--tokens-per-minute N] [--tokens-per-day N]
 """
 
 from __future__ import annotations
@@ -98,7 +99,14 @@ def _tidb(args: argparse.Namespace) -> int:
 def _bedrock(args: argparse.Namespace) -> int:
     from langchain_tidb_bedrock.local.bedrock import LocalBedrock
 
-    server = LocalBedrock(host=args.host, port=args.port, latency=args.latency)
+    server = LocalBedrock(
+        host=args.host,
+        port=args.port,
+        latency=args.latency,
+        requests_per_minute=args.requests_per_minute,
+        tokens_per_minute=args.tokens_per_minute,
+        tokens_per_day=args.tokens_per_day,
+    )
     server.throttle_rate = args.throttle_rate
     server.retry_after_ms = args.retry_after_ms
     print(f"LocalBedrock (a local stand-in, not a model) at http://{args.host}:{args.port}")
@@ -132,6 +140,12 @@ def main(argv: list[str] | None = None) -> int:
         default=10,
         help="the x-amz-retry-after hint (milliseconds) sent with each 429",
     )
+    for flag, kind, what in (
+        ("--requests-per-minute", float, "requests per minute per model id (Bedrock's RPM quota)"),
+        ("--tokens-per-minute", float, "tokens per minute per model id (TPM quota)"),
+        ("--tokens-per-day", int, "tokens per model id per UTC day"),
+    ):
+        bedrock.add_argument(flag, type=kind, default=None, help=f"{what}; default unlimited")
     args = parser.parse_args(argv)
     try:
         return _tidb(args) if args.what == "tidb" else _bedrock(args)
