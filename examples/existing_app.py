@@ -21,7 +21,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnablePassthrough
 
-from langchain_tidb_bedrock.runtime import open_runtime
+from langchain_tidb_bedrock.cli.services import open_runtime
 
 TABLE = "tidb_bedrock_existing_app"
 

@@ -18,8 +18,8 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda, RunnableParallel, RunnablePassthrough
 
-from langchain_tidb_bedrock.ingest import add_new_documents, chunk_id
-from langchain_tidb_bedrock.runtime import open_runtime
+from langchain_tidb_bedrock.cli.ingest import add_new_documents, chunk_id
+from langchain_tidb_bedrock.cli.services import open_runtime
 
 NOTES = {
     "architecture.md": "TiDB separates compute from storage: TiDB servers are stateless SQL "

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from langchain_core.documents import Document
 
-from langchain_tidb_bedrock.chains import create_rag_chain
-from langchain_tidb_bedrock.ingest import add_new_documents, chunk_id
-from langchain_tidb_bedrock.prompts import format_sources
-from langchain_tidb_bedrock.runtime import open_runtime
+from langchain_tidb_bedrock.chains.prompts import format_sources
+from langchain_tidb_bedrock.chains.rag import create_rag_chain
+from langchain_tidb_bedrock.cli.ingest import add_new_documents, chunk_id
+from langchain_tidb_bedrock.cli.services import open_runtime
 
 SOURCE = "quickstart-facts"
 FACTS = [

@@ -1,23 +1,81 @@
-"""Retrieval-augmented generation on TiDB vector search and Amazon Bedrock for LangChain."""
+"""Retrieval-augmented generation on TiDB vector search and Amazon Bedrock for LangChain.
 
-from importlib import metadata
+Names resolve lazily, so ``from langchain_tidb_bedrock import TiDBVectorStore`` does not import
+boto3, langchain-aws or the text splitters.
+"""
 
-from langchain_tidb_bedrock.aws_config import BedrockConfigError, aws_is_configured
-from langchain_tidb_bedrock.chains import create_rag_chain
-from langchain_tidb_bedrock.chat_models import (
-    DEFAULT_EMBEDDING_MODEL_ID,
-    DEFAULT_LLM_MODEL_ID,
-    create_llama3_chat,
-)
-from langchain_tidb_bedrock.connection import ConnectionConfigError, tidb_url_from_env
-from langchain_tidb_bedrock.embeddings import BedrockEmbeddingError, BedrockTitanEmbeddings
-from langchain_tidb_bedrock.filters import FilterError
-from langchain_tidb_bedrock.indexes import ExplainResult, TiFlashUnavailableError
-from langchain_tidb_bedrock.ingest import IngestSummary, ingest_paths
-from langchain_tidb_bedrock.prompts import CONDENSE_QUESTION_PROMPT, RAG_PROMPT, format_docs
-from langchain_tidb_bedrock.schema import DistanceStrategy
-from langchain_tidb_bedrock.translator import TiDBTranslator
-from langchain_tidb_bedrock.vectorstores import TiDBVectorStore
+from __future__ import annotations
+
+from importlib import import_module, metadata
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from langchain_tidb_bedrock.aws_config import aws_is_configured
+    from langchain_tidb_bedrock.chains.prompts import (
+        CONDENSE_QUESTION_PROMPT,
+        RAG_PROMPT,
+        format_docs,
+    )
+    from langchain_tidb_bedrock.chains.rag import create_rag_chain
+    from langchain_tidb_bedrock.chat_models.llama import DEFAULT_LLM_MODEL_ID, create_llama3_chat
+    from langchain_tidb_bedrock.cli.ingest import IngestSummary, ingest_paths
+    from langchain_tidb_bedrock.embeddings.titan import (
+        DEFAULT_EMBEDDING_MODEL_ID,
+        BedrockTitanEmbeddings,
+    )
+    from langchain_tidb_bedrock.errors import (
+        BedrockConfigError,
+        BedrockEmbeddingError,
+        ConnectionConfigError,
+        FilterError,
+        TiDBBedrockError,
+        TiFlashUnavailableError,
+    )
+    from langchain_tidb_bedrock.vectorstores.base import TiDBVectorStore
+    from langchain_tidb_bedrock.vectorstores.connection import tidb_url_from_env
+    from langchain_tidb_bedrock.vectorstores.indexes import ExplainResult
+    from langchain_tidb_bedrock.vectorstores.schema import DistanceStrategy
+    from langchain_tidb_bedrock.vectorstores.translator import TiDBTranslator
+
+_EXPORTS: dict[str, str] = {
+    "CONDENSE_QUESTION_PROMPT": "chains.prompts",
+    "RAG_PROMPT": "chains.prompts",
+    "format_docs": "chains.prompts",
+    "create_rag_chain": "chains.rag",
+    "DEFAULT_LLM_MODEL_ID": "chat_models.llama",
+    "create_llama3_chat": "chat_models.llama",
+    "IngestSummary": "cli.ingest",
+    "ingest_paths": "cli.ingest",
+    "DEFAULT_EMBEDDING_MODEL_ID": "embeddings.titan",
+    "BedrockTitanEmbeddings": "embeddings.titan",
+    "BedrockConfigError": "errors",
+    "BedrockEmbeddingError": "errors",
+    "ConnectionConfigError": "errors",
+    "FilterError": "errors",
+    "TiDBBedrockError": "errors",
+    "TiFlashUnavailableError": "errors",
+    "TiDBVectorStore": "vectorstores.base",
+    "tidb_url_from_env": "vectorstores.connection",
+    "ExplainResult": "vectorstores.indexes",
+    "DistanceStrategy": "vectorstores.schema",
+    "TiDBTranslator": "vectorstores.translator",
+    "aws_is_configured": "aws_config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # resolve once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 try:
     __version__ = metadata.version(__package__ or __name__)
@@ -37,6 +95,7 @@ __all__ = [
     "ExplainResult",
     "FilterError",
     "IngestSummary",
+    "TiDBBedrockError",
     "TiDBTranslator",
     "TiDBVectorStore",
     "TiFlashUnavailableError",

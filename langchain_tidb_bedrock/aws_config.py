@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 import botocore.session
 from botocore.exceptions import BotoCoreError
 
+from langchain_tidb_bedrock.errors import BedrockConfigError
+
 __all__ = [
     "BedrockConfigError",
     "aws_is_configured",
@@ -32,10 +34,6 @@ _FIX = (
     "(`python -m langchain_tidb_bedrock.local bedrock`, or LocalBedrock in tests) and point the "
     "client at it with endpoint_url / --bedrock-endpoint-url."
 )
-
-
-class BedrockConfigError(RuntimeError):
-    """AWS region or credentials for Bedrock are missing; the message says what to set."""
 
 
 def is_local_endpoint(endpoint_url: str | None) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from langchain_tidb_bedrock.filters import validate_filter
+from langchain_tidb_bedrock.vectorstores.filters import validate_filter
 
 __all__ = [
     "FIELD_KEYS",

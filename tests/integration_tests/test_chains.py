@@ -19,12 +19,12 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.retrievers import BaseRetriever
 
 from langchain_tidb_bedrock import chat_models
-from langchain_tidb_bedrock.chains import configure_retriever, create_rag_chain
-from langchain_tidb_bedrock.chat_models import DEFAULT_LLM_MODEL_ID, create_llama3_chat
-from langchain_tidb_bedrock.embeddings import BedrockTitanEmbeddings
+from langchain_tidb_bedrock.chains.prompts import NO_CONTEXT
+from langchain_tidb_bedrock.chains.rag import configure_retriever, create_rag_chain
+from langchain_tidb_bedrock.chat_models.llama import DEFAULT_LLM_MODEL_ID, create_llama3_chat
+from langchain_tidb_bedrock.embeddings.titan import BedrockTitanEmbeddings
 from langchain_tidb_bedrock.local.bedrock import LocalBedrock, RecordedRequest
-from langchain_tidb_bedrock.prompts import NO_CONTEXT
-from langchain_tidb_bedrock.vectorstores import TiDBVectorStore
+from langchain_tidb_bedrock.vectorstores.base import TiDBVectorStore
 
 CORPUS = {
     "tidb.md": [

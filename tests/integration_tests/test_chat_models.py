@@ -12,7 +12,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
-from langchain_tidb_bedrock.chat_models import (
+from langchain_tidb_bedrock.chat_models.llama import (
     DEFAULT_EMBEDDING_MODEL_ID,
     DEFAULT_LLM_MODEL_ID,
     create_llama3_chat,

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from langchain_tidb_bedrock import cli
-from langchain_tidb_bedrock.ingest import chunk_id, split_file
+from langchain_tidb_bedrock.cli.ingest import chunk_id, split_file
 from langchain_tidb_bedrock.local.bedrock import LocalBedrock
 
 SECTION = (

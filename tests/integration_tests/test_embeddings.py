@@ -16,7 +16,7 @@ from langchain_aws import BedrockEmbeddings
 from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 
 from langchain_tidb_bedrock import embeddings as embeddings_module
-from langchain_tidb_bedrock.embeddings import BedrockEmbeddingError, BedrockTitanEmbeddings
+from langchain_tidb_bedrock.embeddings.titan import BedrockEmbeddingError, BedrockTitanEmbeddings
 from langchain_tidb_bedrock.local.bedrock import LocalBedrock
 
 TITAN = "amazon.titan-embed-text-v2:0"

@@ -13,7 +13,7 @@ from filter_reference import filter_strategy, matches, metadata_strategy
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import NonInteractiveExampleWarning
 
-from langchain_tidb_bedrock.filters import FilterError, compile_filter
+from langchain_tidb_bedrock.vectorstores.filters import FilterError, compile_filter
 
 # Tricky stored values: 1 / 1.0 / "1" / true, nulls, precision edges, unicode, wildcards, quotes.
 TRICKY: dict[int, dict[str, Any]] = {

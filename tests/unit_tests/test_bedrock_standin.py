@@ -15,7 +15,7 @@ from langchain_tidb_bedrock.aws_config import (
     require_aws,
     resolve_region,
 )
-from langchain_tidb_bedrock.chat_models import _with_retries, create_llama3_chat
+from langchain_tidb_bedrock.chat_models.llama import _with_retries, create_llama3_chat
 from langchain_tidb_bedrock.local import _standin_models as models
 
 

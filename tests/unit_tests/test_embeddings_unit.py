@@ -13,7 +13,7 @@ from langchain_tests.unit_tests import EmbeddingsUnitTests
 from pydantic import ValidationError
 
 from langchain_tidb_bedrock.aws_config import BedrockConfigError
-from langchain_tidb_bedrock.embeddings import (
+from langchain_tidb_bedrock.embeddings.titan import (
     DEFAULT_EMBEDDING_MODEL_ID,
     MAX_INPUT_TOKENS,
     BedrockEmbeddingError,

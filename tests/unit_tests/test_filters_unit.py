@@ -11,7 +11,7 @@ from filter_reference import filter_strategy, like_to_regex, matches, metadata_s
 from hypothesis import given, settings
 from sqlalchemy.dialects import mysql
 
-from langchain_tidb_bedrock.filters import FilterError, compile_filter, validate_filter
+from langchain_tidb_bedrock.vectorstores.filters import FilterError, compile_filter, validate_filter
 
 TABLE = sa.Table("docs", sa.MetaData(), sa.Column("id", sa.Integer), sa.Column("meta", sa.JSON))
 

@@ -1,4 +1,9 @@
-"""The public API is what the README documents."""
+"""The public API is what the README documents, and importing the store stays cheap."""
+
+import subprocess
+import sys
+
+import pytest
 
 import langchain_tidb_bedrock
 
@@ -15,6 +20,7 @@ EXPECTED_ALL = {
     "FilterError",
     "IngestSummary",
     "RAG_PROMPT",
+    "TiDBBedrockError",
     "TiDBTranslator",
     "TiDBVectorStore",
     "TiFlashUnavailableError",
@@ -40,3 +46,44 @@ def test_local_exports() -> None:
 
     assert {"LocalTiDB", "LocalBedrock"} <= set(local.__all__)
     assert local.LocalBedrock.__name__ == "LocalBedrock"
+
+
+# langsmith.run_trees is not listed: langchain-core's VectorStore base class imports it itself.
+_HEAVY = ("boto3", "botocore", "langchain_aws", "langchain_text_splitters")
+
+
+def test_store_import_pulls_in_no_aws_or_splitters() -> None:
+    # A fresh interpreter: this process has imported everything already.
+    code = (
+        "import sys\n"
+        "from langchain_tidb_bedrock import TiDBVectorStore, FilterError\n"
+        f"print(','.join(m for m in {_HEAVY!r} if m in sys.modules))\n"
+        "import pymysql.connections as c\n"
+        "print(getattr(c._send_local_file, '_ltb_guard', False))\n"
+    )
+    out = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert out[0] == "", f"importing the store pulled in: {out[0]}"
+    assert out[1] == "False", "the PyMySQL file-request guard was installed at import"
+
+
+@pytest.mark.parametrize(
+    ("name", "builtin"),
+    [
+        ("FilterError", ValueError),
+        ("ConnectionConfigError", ValueError),
+        ("BedrockConfigError", RuntimeError),
+        ("BedrockEmbeddingError", RuntimeError),
+        ("TiFlashUnavailableError", RuntimeError),
+    ],
+)
+def test_public_errors_share_one_base_and_keep_their_builtin(name: str, builtin: type) -> None:
+    cls = getattr(langchain_tidb_bedrock, name)
+    assert issubclass(cls, langchain_tidb_bedrock.TiDBBedrockError)
+    assert issubclass(cls, builtin)
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = langchain_tidb_bedrock.no_such_name  # type: ignore[attr-defined]

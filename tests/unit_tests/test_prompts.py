@@ -7,9 +7,7 @@ import re
 from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-from langchain_tidb_bedrock.chains import _standalone
-from langchain_tidb_bedrock.local import _standin_models as standin
-from langchain_tidb_bedrock.prompts import (
+from langchain_tidb_bedrock.chains.prompts import (
     CONDENSE_QUESTION_PROMPT,
     NO_CONTEXT,
     RAG_PROMPT,
@@ -17,6 +15,8 @@ from langchain_tidb_bedrock.prompts import (
     format_docs,
     format_sources,
 )
+from langchain_tidb_bedrock.chains.rag import _standalone
+from langchain_tidb_bedrock.local import _standin_models as standin
 
 DOCS = [
     Document(

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 
 def test_index_ddl_fits_identifier_limits() -> None:
-    from langchain_tidb_bedrock.indexes import add_index_sql
-    from langchain_tidb_bedrock.schema import DistanceStrategy, create_table_sql, index_name
+    from langchain_tidb_bedrock.vectorstores.indexes import add_index_sql
+    from langchain_tidb_bedrock.vectorstores.schema import (
+        DistanceStrategy,
+        create_table_sql,
+        index_name,
+    )
 
     table = "t" * 64
     name = index_name(table)
@@ -19,8 +23,8 @@ def test_index_ddl_fits_identifier_limits() -> None:
 
 
 def test_existing_vector_index_is_recognised_per_metric() -> None:
-    from langchain_tidb_bedrock.indexes import has_vector_index
-    from langchain_tidb_bedrock.schema import DistanceStrategy
+    from langchain_tidb_bedrock.vectorstores.indexes import has_vector_index
+    from langchain_tidb_bedrock.vectorstores.schema import DistanceStrategy
 
     ddl = (
         "CREATE TABLE `docs` (\n  `id` varchar(255) NOT NULL,\n  `embedding` vector(8) NOT NULL,\n"

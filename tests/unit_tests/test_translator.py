@@ -16,8 +16,8 @@ from langchain_core.structured_query import (
 )
 from sqlalchemy.dialects import mysql
 
-from langchain_tidb_bedrock.filters import FilterError, compile_filter
-from langchain_tidb_bedrock.translator import TiDBTranslator
+from langchain_tidb_bedrock.vectorstores.filters import FilterError, compile_filter
+from langchain_tidb_bedrock.vectorstores.translator import TiDBTranslator
 
 META = sa.Table("docs", sa.MetaData(), sa.Column("meta", sa.JSON)).c.meta
 

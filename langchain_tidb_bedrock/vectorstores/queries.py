@@ -12,8 +12,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from langchain_tidb_bedrock.filters import compile_filter
-from langchain_tidb_bedrock.schema import DistanceStrategy, quote_identifier
+from langchain_tidb_bedrock.vectorstores.filters import compile_filter
+from langchain_tidb_bedrock.vectorstores.schema import DistanceStrategy, quote_identifier
 
 __all__ = ["Queries", "filter_key"]
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
-from langchain_core.embeddings import Embeddings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from langchain_tidb_bedrock.bulk import LoadRows, load_rows, supports_load_data
+from langchain_tidb_bedrock.vectorstores.bulk import LoadRows, load_rows, supports_load_data
+
+if TYPE_CHECKING:  # at run time it would pull in the callbacks, tracers and splitters
+    from langchain_core.embeddings import Embeddings
 
 __all__ = ["EmbedDocs", "EmbedQuery", "Op", "Read", "Write", "run_async", "run_sync"]
 

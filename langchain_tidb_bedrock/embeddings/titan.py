@@ -39,6 +39,7 @@ from langchain_tidb_bedrock.aws_config import (
     local_endpoint_settings,
     require_aws,
 )
+from langchain_tidb_bedrock.errors import BedrockEmbeddingError
 
 __all__ = [
     "DEFAULT_EMBEDDING_MODEL_ID",
@@ -111,22 +112,6 @@ def _fit(text: str) -> str:
         else:
             high = mid - 1
     return text[:low]
-
-
-class BedrockEmbeddingError(RuntimeError):
-    """Some inputs could not be embedded; ``failed_indices`` lists them (input positions)."""
-
-    def __init__(self, failed_indices: list[int], total: int, last_error: BaseException) -> None:
-        self.failed_indices = failed_indices
-        self.total = total
-        self.last_error = last_error
-        shown = ", ".join(map(str, failed_indices[:20])) + (
-            ", ..." if len(failed_indices) > 20 else ""
-        )
-        super().__init__(
-            f"{len(failed_indices)} of {total} texts were not embedded (input indices [{shown}]); "
-            f"last error: {type(last_error).__name__}: {last_error}"
-        )
 
 
 def _classify(err: BaseException) -> str | None:
@@ -232,7 +217,7 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
 
     Instantiate:
         ```python
-        from langchain_tidb_bedrock.embeddings import BedrockTitanEmbeddings
+        from langchain_tidb_bedrock.embeddings.titan import BedrockTitanEmbeddings
 
         embeddings = BedrockTitanEmbeddings(
             region_name="us-east-1",

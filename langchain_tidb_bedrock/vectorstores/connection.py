@@ -18,7 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from langchain_tidb_bedrock import bulk
+from langchain_tidb_bedrock.errors import ConnectionConfigError
+from langchain_tidb_bedrock.vectorstores import bulk
 
 __all__ = [
     "ConnectionConfigError",
@@ -39,10 +40,6 @@ _ASYNC_DRIVER = "mysql+aiomysql"
 _POOL_DEFAULTS: dict[str, Any] = {"pool_recycle": 300}
 IDLE_PING_AFTER = 10.0  # seconds
 _SSL_QUERY_KEYS = ("ssl", "ssl_ca", "ssl_verify_cert", "ssl_verify_identity", "ssl_disabled")
-
-
-class ConnectionConfigError(ValueError):
-    """The TiDB connection settings are missing or inconsistent."""
 
 
 def tidb_url_from_env(env: Mapping[str, str] | None = None) -> URL | None:

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_tidb_bedrock.schema import quote_identifier
+from langchain_tidb_bedrock.errors import LoadDataWarningError
+from langchain_tidb_bedrock.vectorstores.schema import quote_identifier
 
 __all__ = ["LoadRows", "enable_local_infile_capability", "load_rows", "supports_load_data"]
 
@@ -94,11 +95,16 @@ def _install_guard() -> bool:
     return True
 
 
-_GUARDED = _install_guard()
+# Installed with the first bulk-loading engine, not at import: a process that never bulk-loads
+# keeps PyMySQL exactly as it was.
+_GUARDED = False
 
 
 def enable_local_infile_capability(connect_args: dict[str, Any]) -> None:
     """Ask PyMySQL to negotiate LOCAL INFILE (the per-statement permission stays off)."""
+    global _GUARDED  # noqa: PLW0603 - one process-wide patch, installed once
+    if not _GUARDED:
+        _GUARDED = _install_guard()
     connect_args.setdefault("local_infile", True)
 
 
@@ -126,10 +132,6 @@ def _tsv(rows: Sequence[tuple[str, str, str, str]]) -> str:
         f"{r[3].translate(_ESCAPES)}\n"
         for r in rows
     )
-
-
-class LoadDataWarningError(RuntimeError):
-    """TiDB accepted the rows with warnings (it would have altered data): nothing is kept."""
 
 
 def load_rows(dbapi_connection: Any, table: str, rows: Sequence[tuple[str, str, str, str]]) -> int:

@@ -14,7 +14,7 @@ from langchain_core.structured_query import (
     Visitor,
 )
 
-from langchain_tidb_bedrock.filters import validate_filter
+from langchain_tidb_bedrock.vectorstores.filters import validate_filter
 
 __all__ = ["TiDBTranslator"]
 

@@ -19,7 +19,7 @@ from langchain_tidb_bedrock.aws_config import (
     require_aws,
     resolve_region,
 )
-from langchain_tidb_bedrock.embeddings import DEFAULT_EMBEDDING_MODEL_ID
+from langchain_tidb_bedrock.embeddings.titan import DEFAULT_EMBEDDING_MODEL_ID
 
 __all__ = ["DEFAULT_EMBEDDING_MODEL_ID", "DEFAULT_LLM_MODEL_ID", "create_llama3_chat"]
 

@@ -35,6 +35,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from langchain_tidb_bedrock.errors import FilterError
+
 __all__ = [
     "FIELD_OPERATORS",
     "LOGICAL_OPERATORS",
@@ -57,10 +59,6 @@ _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 _MAX_DEPTH = 64
 
 _NUMERIC_TYPES = ("INTEGER", "UNSIGNED INTEGER", "DOUBLE", "DECIMAL")
-
-
-class FilterError(ValueError):
-    """A malformed metadata filter; the message names the bad part and where it is."""
 
 
 # --------------------------------------------------------------------------- validation

@@ -22,9 +22,13 @@ from langchain_tidb_bedrock.aws_config import (
     aws_is_configured,
     require_aws,
 )
-from langchain_tidb_bedrock.connection import redact, tidb_url_from_env
-from langchain_tidb_bedrock.embeddings import DEFAULT_EMBEDDING_MODEL_ID, BedrockTitanEmbeddings
-from langchain_tidb_bedrock.vectorstores import TiDBVectorStore
+from langchain_tidb_bedrock.embeddings.titan import (
+    DEFAULT_EMBEDDING_MODEL_ID,
+    BedrockTitanEmbeddings,
+)
+from langchain_tidb_bedrock.errors import RuntimeConfigError
+from langchain_tidb_bedrock.vectorstores.base import TiDBVectorStore
+from langchain_tidb_bedrock.vectorstores.connection import redact, tidb_url_from_env
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -45,10 +49,6 @@ _TIDB_HINT = "set TIDB_URL or TIDB_HOST/TIDB_USER/TIDB_PASSWORD (or pass --tidb-
 _AWS_HINT = "set AWS credentials and AWS_REGION (or pass --bedrock-endpoint-url)"
 # Any of these means the user meant real AWS, so missing pieces are an error, not a fallback.
 _AWS_INTENT_VARS = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_BEARER_TOKEN_BEDROCK")
-
-
-class RuntimeConfigError(RuntimeError):
-    """TiDB or Bedrock could not be reached or set up; the message says what to fix."""
 
 
 class Runtime(NamedTuple):
@@ -180,7 +180,7 @@ def open_runtime(
             or DEFAULT_EMBEDDING_MODEL_ID,
         )
         stack.callback(embeddings.close)
-        from langchain_tidb_bedrock.chat_models import create_llama3_chat
+        from langchain_tidb_bedrock.chat_models.llama import create_llama3_chat
 
         llm = create_llama3_chat(
             llm_model_id, region_name=region, endpoint_url=endpoint, max_tokens=max_tokens

@@ -9,20 +9,37 @@ import uuid
 import weakref
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import islice
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 import sqlalchemy as sa
 from langchain_core.documents import Document
-from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tqdm.auto import tqdm
 
-from langchain_tidb_bedrock import bulk, indexes
-from langchain_tidb_bedrock._runner import (
+from langchain_tidb_bedrock.vectorstores import bulk, indexes
+from langchain_tidb_bedrock.vectorstores.bulk import LoadRows
+from langchain_tidb_bedrock.vectorstores.connection import (
+    ConnectionConfigError,
+    create_engine,
+    create_engine_async,
+    redact,
+    tidb_url_from_env,
+)
+from langchain_tidb_bedrock.vectorstores.encoding import (
+    decode_metadata,
+    decode_vector,
+    encode_metadata,
+    encode_query_vector,
+    encode_vectors,
+    to_matrix,
+)
+from langchain_tidb_bedrock.vectorstores.filters import validate_filter
+from langchain_tidb_bedrock.vectorstores.queries import Queries
+from langchain_tidb_bedrock.vectorstores.runner import (
     EmbedDocs,
     EmbedQuery,
     Op,
@@ -31,25 +48,7 @@ from langchain_tidb_bedrock._runner import (
     run_async,
     run_sync,
 )
-from langchain_tidb_bedrock.bulk import LoadRows
-from langchain_tidb_bedrock.connection import (
-    ConnectionConfigError,
-    create_engine,
-    create_engine_async,
-    redact,
-    tidb_url_from_env,
-)
-from langchain_tidb_bedrock.encoding import (
-    decode_metadata,
-    decode_vector,
-    encode_metadata,
-    encode_query_vector,
-    encode_vectors,
-    to_matrix,
-)
-from langchain_tidb_bedrock.filters import validate_filter
-from langchain_tidb_bedrock.queries import Queries
-from langchain_tidb_bedrock.schema import (
+from langchain_tidb_bedrock.vectorstores.schema import (
     COLUMNS_QUERY,
     ID_LENGTH,
     DistanceStrategy,
@@ -60,6 +59,9 @@ from langchain_tidb_bedrock.schema import (
     table_object,
     validate_identifier,
 )
+
+if TYPE_CHECKING:  # at run time it would pull in the callbacks, tracers and splitters
+    from langchain_core.embeddings import Embeddings
 
 __all__ = ["TiDBVectorStore"]
 

@@ -12,7 +12,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from langchain_tidb_bedrock.schema import DistanceStrategy, index_name, quote_identifier
+from langchain_tidb_bedrock.errors import TiFlashUnavailableError
+from langchain_tidb_bedrock.vectorstores.schema import (
+    DistanceStrategy,
+    index_name,
+    quote_identifier,
+)
 
 __all__ = [
     "ExplainResult",
@@ -43,18 +48,6 @@ _CLOUD_HOST = re.compile(r"\.tidbcloud\.com$", re.IGNORECASE)
 _NO_TIFLASH = re.compile(
     r"tiflash store count is 0|replica is nil|columnar replica must exist", re.I
 )
-
-
-class TiFlashUnavailableError(RuntimeError):
-    """The operation needs a TiFlash store, and this TiDB has none."""
-
-    def __init__(self, operation: str) -> None:
-        super().__init__(
-            f"{operation} needs a TiDB with TiFlash (the columnar store that holds vector "
-            "indexes), and this server has no TiFlash store; a standalone tidb-server "
-            "(LocalTiDB) has none. Search still works here, as exact kNN. Use TiDB Cloud "
-            "Starter or a cluster with TiFlash for an HNSW index."
-        )
 
 
 def has_vector_index(create_table: str, strategy: DistanceStrategy) -> bool:

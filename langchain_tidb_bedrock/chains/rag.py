@@ -23,7 +23,7 @@ from langchain_core.runnables import (
 )
 from langchain_core.vectorstores import VectorStore, VectorStoreRetriever
 
-from langchain_tidb_bedrock.prompts import (
+from langchain_tidb_bedrock.chains.prompts import (
     CONDENSE_QUESTION_PROMPT,
     RAG_PROMPT,
     format_chat_history,
@@ -183,12 +183,12 @@ def create_rag_chain(
             and ``search_kwargs``) or any retriever, used as given.
         llm: Any chat model or LLM; defaults to Llama 3 on Bedrock (``create_llama3_chat()``).
         prompt: Answer prompt with ``context`` and ``question`` variables (default
-            :data:`~langchain_tidb_bedrock.prompts.RAG_PROMPT`).
+            :data:`~langchain_tidb_bedrock.chains.prompts.RAG_PROMPT`).
         k: Documents to retrieve (vector stores only).
         search_type: ``"similarity"``, ``"mmr"`` or ``"similarity_score_threshold"``.
         search_kwargs: More retriever search arguments, e.g. ``{"filter": {...}}``.
         condense_prompt: Rewriting prompt with ``chat_history`` and ``question`` variables
-            (default :data:`~langchain_tidb_bedrock.prompts.CONDENSE_QUESTION_PROMPT`).
+            (default :data:`~langchain_tidb_bedrock.chains.prompts.CONDENSE_QUESTION_PROMPT`).
 
     Returns:
         The runnable (``invoke``, ``batch``, ``stream`` and their async twins).
@@ -199,7 +199,7 @@ def create_rag_chain(
     """
     retriever = _to_retriever(retriever_or_store, k, search_type, search_kwargs)
     if llm is None:
-        from langchain_tidb_bedrock.chat_models import create_llama3_chat
+        from langchain_tidb_bedrock.chat_models.llama import create_llama3_chat
 
         llm = create_llama3_chat()
     condense_chain = (condense_prompt or CONDENSE_QUESTION_PROMPT) | llm | StrOutputParser()

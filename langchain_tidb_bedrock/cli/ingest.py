@@ -25,7 +25,7 @@ from langchain_core.vectorstores import VectorStore
 from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
 from tqdm.auto import tqdm
 
-from langchain_tidb_bedrock.vectorstores import TiDBVectorStore
+from langchain_tidb_bedrock.vectorstores.base import TiDBVectorStore
 
 __all__ = [
     "SUPPORTED_SUFFIXES",

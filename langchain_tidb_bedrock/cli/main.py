@@ -21,19 +21,19 @@ from langchain_core.documents import Document
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from langchain_tidb_bedrock.aws_config import BedrockConfigError
-from langchain_tidb_bedrock.chains import create_rag_chain
-from langchain_tidb_bedrock.connection import ConnectionConfigError
-from langchain_tidb_bedrock.embeddings import BedrockEmbeddingError
-from langchain_tidb_bedrock.filters import FilterError
-from langchain_tidb_bedrock.ingest import (
+from langchain_tidb_bedrock.chains.prompts import format_sources
+from langchain_tidb_bedrock.chains.rag import create_rag_chain
+from langchain_tidb_bedrock.cli.ingest import (
     SUPPORTED_SUFFIXES,
     add_new_documents,
     chunk_id,
     discover_files,
     ingest_paths,
 )
-from langchain_tidb_bedrock.prompts import format_sources
-from langchain_tidb_bedrock.runtime import DEFAULT_TABLE, RuntimeConfigError, open_runtime
+from langchain_tidb_bedrock.cli.services import DEFAULT_TABLE, RuntimeConfigError, open_runtime
+from langchain_tidb_bedrock.embeddings.titan import BedrockEmbeddingError
+from langchain_tidb_bedrock.vectorstores.connection import ConnectionConfigError
+from langchain_tidb_bedrock.vectorstores.filters import FilterError
 
 __all__ = ["DEMO_FACTS", "DEMO_QUESTION", "DEMO_TABLE", "build_parser", "main"]
 

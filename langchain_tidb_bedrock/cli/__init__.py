@@ -1,0 +1,1 @@
+"""The ``tidb-bedrock`` command line: commands, the services it opens, and folder ingest."""

@@ -1,0 +1,71 @@
+"""Every error the package raises on purpose, under one base class.
+
+Each keeps the built-in class it always had (``ValueError`` for bad input or settings,
+``RuntimeError`` for a service that cannot do what was asked), so existing ``except`` clauses
+still catch it, and ``except TiDBBedrockError`` catches them all.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BedrockConfigError",
+    "BedrockEmbeddingError",
+    "ConnectionConfigError",
+    "FilterError",
+    "LoadDataWarningError",
+    "RuntimeConfigError",
+    "TiDBBedrockError",
+    "TiFlashUnavailableError",
+]
+
+
+class TiDBBedrockError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class FilterError(TiDBBedrockError, ValueError):
+    """A malformed metadata filter; the message names the bad part and where it is."""
+
+
+class ConnectionConfigError(TiDBBedrockError, ValueError):
+    """The TiDB connection settings are missing or inconsistent."""
+
+
+class BedrockConfigError(TiDBBedrockError, RuntimeError):
+    """AWS region or credentials for Bedrock are missing; the message says what to set."""
+
+
+class BedrockEmbeddingError(TiDBBedrockError, RuntimeError):
+    """Some inputs could not be embedded; ``failed_indices`` lists them (input positions)."""
+
+    def __init__(self, failed_indices: list[int], total: int, last_error: BaseException) -> None:
+        self.failed_indices = failed_indices
+        self.total = total
+        self.last_error = last_error
+        shown = ", ".join(map(str, failed_indices[:20])) + (
+            ", ..." if len(failed_indices) > 20 else ""
+        )
+        super().__init__(
+            f"{len(failed_indices)} of {total} texts were not embedded (input indices [{shown}]); "
+            f"last error: {type(last_error).__name__}: {last_error}"
+        )
+
+
+class TiFlashUnavailableError(TiDBBedrockError, RuntimeError):
+    """The operation needs a TiFlash store, and this TiDB has none."""
+
+    def __init__(self, operation: str) -> None:
+        super().__init__(
+            f"{operation} needs a TiDB with TiFlash (the columnar store that holds vector "
+            "indexes), and this server has no TiFlash store; a standalone tidb-server "
+            "(LocalTiDB) has none. Search still works here, as exact kNN. Use TiDB Cloud "
+            "Starter or a cluster with TiFlash for an HNSW index."
+        )
+
+
+class LoadDataWarningError(TiDBBedrockError, RuntimeError):
+    """TiDB accepted the rows with warnings (it would have altered data): nothing is kept."""
+
+
+class RuntimeConfigError(TiDBBedrockError, RuntimeError):
+    """TiDB or Bedrock could not be reached or set up; the message says what to fix."""
