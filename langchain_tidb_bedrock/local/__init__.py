@@ -1,4 +1,4 @@
-"""Local stand-ins for offline work: a real ``tidb-server`` and a bedrock-runtime server."""
+"""Local stand-ins for offline work: a real ``tidb-server``, a Bedrock server and S3 (moto)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from langchain_tidb_bedrock.local.tidb import (
 __all__ = [
     "DEFAULT_TIDB_VERSION",
     "LocalBedrock",
+    "LocalS3",
     "LocalTiDB",
     "LocalTiDBError",
     "build_tidb_server",
@@ -30,5 +31,9 @@ def __getattr__(name: str) -> Any:
         from langchain_tidb_bedrock.local.bedrock import LocalBedrock
 
         return LocalBedrock
+    if name == "LocalS3":  # moto is an optional extra
+        from langchain_tidb_bedrock.local.s3 import LocalS3
+
+        return LocalS3
     msg = f"module {__name__!r} has no attribute {name!r}"
     raise AttributeError(msg)

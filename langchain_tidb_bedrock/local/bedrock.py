@@ -57,6 +57,7 @@ from urllib.parse import unquote, urlsplit
 
 from langchain_tidb_bedrock.local import _eventstream as es
 from langchain_tidb_bedrock.local import _standin_models as models
+from langchain_tidb_bedrock.local._batch_jobs import BatchJobs
 from langchain_tidb_bedrock.local._quotas import REQUESTS_MESSAGE, Quotas
 from langchain_tidb_bedrock.local._validation import (
     LLAMA_DEFAULT_MAX_TOKENS,
@@ -140,14 +141,20 @@ class _Handler(BaseHTTPRequestHandler):
         """Stay quiet; requests are recorded instead."""
 
     def do_POST(self) -> None:
-        """Serve one bedrock-runtime operation."""
-        self.server.owner._handle(self)
+        """Serve one bedrock-runtime operation (or a batch-job control-plane one)."""
+        if not self.server.owner.batch_jobs.serve(self, "POST"):
+            self.server.owner._handle(self)
+
+    def do_GET(self) -> None:
+        """Serve GetModelInvocationJob and ListModelInvocationJobs."""
+        if not self.server.owner.batch_jobs.serve(self, "GET"):
+            self._unknown()
 
     def _unknown(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.owner._send_error(self, BedrockError(404, "UnknownOperationException", ""))
 
-    do_GET = do_PUT = do_DELETE = do_HEAD = _unknown  # noqa: N815
+    do_PUT = do_DELETE = do_HEAD = _unknown  # noqa: N815
 
 
 class LocalBedrock:
@@ -169,6 +176,7 @@ class LocalBedrock:
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
         tokens_per_day: int | None = None,
+        s3_endpoint_url: str | None = None,
     ) -> None:
         self.host, self.port = host, port
         self._initial_latency = latency
@@ -188,6 +196,8 @@ class LocalBedrock:
         self.throttle_rate = 0.0
         self.throttle_every = 0
         self.retry_after_ms = 10
+        # Batch inference jobs (control plane + runner) read and write S3 at s3_endpoint_url.
+        self.batch_jobs = BatchJobs(self, s3_endpoint_url)
         self.reset()
 
     # ------------------------------------------------------------ lifecycle
