@@ -1,7 +1,9 @@
 """Deterministic stand-ins for the models LocalBedrock serves. They are not models.
 
 * :func:`embed` - feature hashing of lowercase word unigrams and character 3-grams with a stable
-  hash (blake2b), signed and projected onto the requested number of dimensions. Texts that share
+  hash (blake2b), signed and projected onto the requested number of dimensions. Words are Unicode
+  words (Cyrillic, Greek, accented Latin...); scripts written without spaces (Chinese, Japanese,
+  Korean) count each character and each pair of neighbouring characters as a word. Texts that share
   words share features, so their vectors are close in cosine terms: good enough for retrieval tests.
 * :func:`generate` - an extractive "answer": it reads numbered passages (``[1] ...``) and the
   question out of the prompt and returns the best-overlapping sentences with their citations.
@@ -19,7 +21,11 @@ import numpy as np
 PREFIX = "(LocalBedrock stand-in) "
 I_DONT_KNOW = PREFIX + "I don't know based on the provided context."
 
-_WORD = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?")
+# Han, kana, Hangul: written without spaces, so a run of them is split into characters below.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+# A Unicode word (letters and digits; "_" splits, as in VEC_COSINE_DISTANCE), or a CJK run.
+_WORD = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+(?:'[^\W\d_{_CJK}]+)?")
+_CJK_RUN = re.compile(rf"[{_CJK}]+")
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _PASSAGE = re.compile(r"^\s*\[(\d+)\]\s+(.*)$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -47,9 +53,23 @@ def count_tokens(text: str) -> int:
     return len(_TOKEN.findall(text))
 
 
+def _cjk_words(run: str) -> list[str]:
+    # No spaces to split on: characters and neighbouring pairs stand in for words, so
+    # "数据库" meets "分布式数据库" through "数", "据", "数据" and "据库".
+    if len(run) == 1:
+        return [run]
+    return [*run, *(run[i : i + 2] for i in range(len(run) - 1))]
+
+
 def words(text: str) -> list[str]:
-    """Lowercase words of ``text``."""
-    return [w.lower() for w in _WORD.findall(text)]
+    """Lowercase words of ``text`` (for CJK runs: characters and character pairs)."""
+    found: list[str] = []
+    for token in _WORD.findall(text):
+        if _CJK_RUN.fullmatch(token):
+            found.extend(_cjk_words(token))
+        else:
+            found.append(token.lower())
+    return found
 
 
 def _stem(word: str) -> str:
@@ -77,6 +97,8 @@ def _features(text: str) -> Iterable[tuple[str, float]]:
             # "what", "is", "the" would dominate short questions and pull in unrelated passages.
             continue
         yield "w:" + _stem(word), _WORD_WEIGHT
+        if _CJK_RUN.match(word):
+            continue  # a CJK "word" is one or two characters: its n-grams add nothing
         padded = f"#{word}#"
         for i in range(len(padded) - 2):
             yield "c:" + padded[i : i + 3], _NGRAM_WEIGHT
