@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from langchain_tidb_bedrock.chains.rag import create_rag_chain
     from langchain_tidb_bedrock.chat_models.llama import DEFAULT_LLM_MODEL_ID, create_llama3_chat
     from langchain_tidb_bedrock.cli.ingest import IngestSummary, ingest_paths
+    from langchain_tidb_bedrock.embeddings.batch import BedrockBatchEmbeddings
     from langchain_tidb_bedrock.embeddings.titan import (
         DEFAULT_EMBEDDING_MODEL_ID,
         BedrockTitanEmbeddings,
@@ -48,6 +49,7 @@ _EXPORTS: dict[str, str] = {
     "ingest_paths": "cli.ingest",
     "DEFAULT_EMBEDDING_MODEL_ID": "embeddings.titan",
     "BedrockTitanEmbeddings": "embeddings.titan",
+    "BedrockBatchEmbeddings": "embeddings.batch",
     "BedrockConfigError": "errors",
     "BedrockEmbeddingError": "errors",
     "ConnectionConfigError": "errors",
@@ -87,6 +89,7 @@ __all__ = [
     "DEFAULT_EMBEDDING_MODEL_ID",
     "DEFAULT_LLM_MODEL_ID",
     "RAG_PROMPT",
+    "BedrockBatchEmbeddings",
     "BedrockConfigError",
     "BedrockEmbeddingError",
     "BedrockTitanEmbeddings",

@@ -259,6 +259,7 @@ class BatchJobs:
         with self.owner._lock:
             self.owner._requests.append(record)
         try:
+            self.owner._inject_faults()  # fail_next / throttling knobs apply here too
             if body is None or not isinstance(body, dict):
                 raise BedrockError(400, "SerializationException", "Malformed request body.")
             if op == "CreateModelInvocationJob":

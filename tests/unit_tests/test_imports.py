@@ -8,6 +8,7 @@ import pytest
 import langchain_tidb_bedrock
 
 EXPECTED_ALL = {
+    "BedrockBatchEmbeddings",
     "BedrockConfigError",
     "BedrockEmbeddingError",
     "BedrockTitanEmbeddings",
