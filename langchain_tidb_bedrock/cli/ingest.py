@@ -1,9 +1,16 @@
 """Incremental ingestion of text and Markdown files into a vector store.
 
-Chunk ids are derived from the source path (the file's resolved absolute path, so the working
-directory of a run does not matter) and the chunk text, so re-ingesting is idempotent: chunks
-already stored are found with ``get_by_ids`` and never embedded again, and chunks a changed file
-no longer has are deleted once its new chunks are stored.
+Naming: every PATH given is a *root*. A file found in a root folder is stored under the source
+``<folder name>/<path inside the folder>`` (a single file given on its own: ``<its folder's
+name>/<file name>``); ``name=`` replaces the folder name. The file's absolute path is kept as
+``path`` metadata, and ``ingested_at`` records when the chunk was stored. So a moved folder keeps
+its sources and chunk ids (nothing is embedded again, its ``path`` is updated), and the working
+directory of a run does not matter.
+
+Chunk ids are derived from the source and the chunk text, so re-ingesting is idempotent: the
+ids and metadata already stored are read (never their texts), chunks already there are not
+embedded again, and chunks a changed file no longer has are deleted once its new chunks are
+stored. ``prune=True`` also deletes the chunks of files under the roots that no longer exist.
 """
 
 from __future__ import annotations
@@ -13,9 +20,10 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,23 +33,34 @@ from langchain_core.vectorstores import VectorStore
 from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
 from tqdm.auto import tqdm
 
+from langchain_tidb_bedrock.cli.stored import metadata_by_ids, stored_chunks
 from langchain_tidb_bedrock.vectorstores.base import TiDBVectorStore
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
+    "IngestPlan",
+    "IngestRoot",
     "IngestSummary",
+    "SourceNameError",
     "add_new_documents",
     "chunk_id",
     "discover_files",
+    "embed_and_store",
     "ingest_paths",
+    "ingest_plan",
     "markdown_sections",
+    "plan_ingest",
     "split_file",
 ]
 
 logger = logging.getLogger(__name__)
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown")
-_LOOKUP_BATCH = 500  # ids per get_by_ids / sources per stale-id query
+_VOLATILE_KEYS = frozenset({"ingested_at"})  # differs on every run: not a metadata change
+
+
+class SourceNameError(ValueError):
+    """Two different files would be stored under the same source name."""
 
 
 @dataclass
@@ -54,6 +73,9 @@ class IngestSummary:
         embedded: Chunks embedded and stored (new or changed).
         skipped: Chunks already stored unchanged (no embedding call).
         deleted: Stale chunks removed (from files that changed).
+        pruned: Chunks removed because their file no longer exists under a root (``prune``).
+        pruned_sources: Sources those chunks belonged to.
+        missing_sources: Without ``prune``: stored sources under the roots whose file is gone.
         seconds: Wall time.
         ignored: Paths not ingested (unsupported type or not UTF-8 text).
     """
@@ -63,13 +85,22 @@ class IngestSummary:
     embedded: int = 0
     skipped: int = 0
     deleted: int = 0
+    pruned: int = 0
+    pruned_sources: int = 0
+    missing_sources: int = 0
     seconds: float = 0.0
     ignored: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
+        pruned = (
+            f", {self.pruned} chunks of {self.pruned_sources} files no longer there pruned"
+            if self.pruned
+            else ""
+        )
         return (
             f"{self.files} files, {self.chunks} chunks: {self.embedded} embedded, "
-            f"{self.skipped} unchanged, {self.deleted} stale deleted in {self.seconds:.1f} s"
+            f"{self.skipped} unchanged, {self.deleted} stale deleted{pruned} "
+            f"in {self.seconds:.1f} s"
         )
 
 
@@ -78,10 +109,56 @@ def chunk_id(source: str, text: str) -> str:
     return hashlib.sha256(f"{source}\x00{text}".encode()).hexdigest()[:32]
 
 
+@dataclass(frozen=True)
+class IngestRoot:
+    """One PATH given to ingest: a folder, or a single file.
+
+    Attributes:
+        path: The resolved absolute path.
+        name: The collection name its sources start with (the folder's name, or for a
+            single file its folder's name), unless given.
+        is_dir: Whether it is a folder.
+    """
+
+    path: Path
+    name: str
+    is_dir: bool
+
+    def source_of(self, file: Path) -> str:
+        """The stored source name of ``file`` (resolved, inside this root)."""
+        base = self.path if self.is_dir else self.path.parent
+        relative = file.relative_to(base).as_posix()
+        return f"{self.name}/{relative}" if self.name else relative
+
+
+@dataclass
+class IngestPlan:
+    """What an ingest will read, decided before any server is contacted.
+
+    Attributes:
+        roots: The PATHs given.
+        files: ``(file, source)`` for every supported file, each file once.
+        ignored: Files of other types.
+    """
+
+    roots: list[IngestRoot]
+    files: list[tuple[Path, str]]
+    ignored: list[Path]
+
+
 def _source_name(path: Path) -> str:
-    # The resolved absolute path: the same file gets the same source (and chunk ids) whatever
-    # the working directory of the run.
-    return path.resolve().as_posix()
+    """The source of a file ingested on its own: ``<its folder's name>/<file name>``."""
+    resolved = path.resolve()
+    return IngestRoot(resolved, resolved.parent.name, is_dir=False).source_of(resolved)
+
+
+def _walk(root: Path) -> list[Path]:
+    # Hidden files and folders (names starting with ".") inside a folder are not visited.
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
 
 
 def discover_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], list[Path]]:
@@ -105,19 +182,61 @@ def discover_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path],
         if not path.exists():
             msg = f"no such file or directory: {os.fspath(raw)}"
             raise FileNotFoundError(msg)
-        if path.is_dir():
-            candidates: Iterable[Path] = sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
-        else:
-            candidates = [path]
-        for p in candidates:
+        for p in _walk(path) if path.is_dir() else [path]:
             target = files if p.suffix.lower() in SUPPORTED_SUFFIXES else ignored
             target[p] = None
     return sorted(files), sorted(ignored)
+
+
+def plan_ingest(paths: Sequence[str | os.PathLike[str]], *, name: str | None = None) -> IngestPlan:
+    """Find the files under ``paths`` and name their sources; reads no file content.
+
+    Args:
+        paths: Files and folders.
+        name: Collection name replacing the folder name (one path only).
+
+    Raises:
+        FileNotFoundError: A path does not exist.
+        SourceNameError: Two different files would get the same source name (e.g. two
+            folders called ``docs``), or ``name`` was given with several paths.
+    """
+    if name is not None and len(paths) != 1:
+        msg = f"a collection name applies to one PATH, got {len(paths)}"
+        raise SourceNameError(msg)
+    roots: list[IngestRoot] = []
+    files: list[tuple[Path, str]] = []
+    ignored: list[Path] = []
+    owner: dict[str, Path] = {}
+    seen: set[Path] = set()
+    for raw in paths:
+        given = Path(raw).expanduser()
+        if not given.exists():
+            msg = f"no such file or directory: {os.fspath(raw)}"
+            raise FileNotFoundError(msg)
+        resolved = given.resolve()
+        is_dir = resolved.is_dir()
+        default = resolved.name if is_dir else resolved.parent.name
+        root = IngestRoot(resolved, default if name is None else name, is_dir)
+        roots.append(root)
+        for found in _walk(given) if is_dir else [given]:
+            if found.suffix.lower() not in SUPPORTED_SUFFIXES:
+                ignored.append(found)
+                continue
+            file = found.resolve()
+            if file in seen:  # the same file reached through two of the given paths
+                continue
+            seen.add(file)
+            inside = root.path / found.relative_to(given) if is_dir else file
+            source = root.source_of(inside)
+            if source in owner:
+                msg = (
+                    f"{owner[source]} and {file} would both be stored as {source!r}; "
+                    "ingest one of their folders on its own with --name"
+                )
+                raise SourceNameError(msg)
+            owner[source] = file
+            files.append((inside, source))
+    return IngestPlan(roots, files, sorted(dict.fromkeys(ignored)))
 
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
@@ -175,7 +294,12 @@ def _split_text(path: Path, text: str, chunk_size: int, chunk_overlap: int) -> l
 
 
 def split_file(
-    path: Path, source: str, *, chunk_size: int = 1000, chunk_overlap: int = 150
+    path: Path,
+    source: str,
+    *,
+    chunk_size: int = 1000,
+    chunk_overlap: int = 150,
+    metadata: Mapping[str, Any] | None = None,
 ) -> list[Document]:
     """Read a UTF-8 text or Markdown file and split it into chunk documents.
 
@@ -186,9 +310,10 @@ def split_file(
         source: The ``source`` metadata value (and id salt).
         chunk_size: Characters per chunk at most.
         chunk_overlap: Characters shared by neighbouring chunks.
+        metadata: More metadata for every chunk (e.g. ``path``, ``ingested_at``).
 
     Returns:
-        Documents with ``id`` from :func:`chunk_id` and metadata ``{"source", "chunk"}``;
+        Documents with ``id`` from :func:`chunk_id` and metadata ``{"source", "chunk", ...}``;
         a chunk repeated within the file is kept once.
 
     Raises:
@@ -205,43 +330,28 @@ def split_file(
             continue
         seen.add(doc_id)
         docs.append(
-            Document(id=doc_id, page_content=piece, metadata={"source": source, "chunk": len(docs)})
+            Document(
+                id=doc_id,
+                page_content=piece,
+                metadata={"source": source, "chunk": len(docs), **(metadata or {})},
+            )
         )
     return docs
 
 
-def _batches(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _comparable(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metadata.items() if k not in _VOLATILE_KEYS}
 
 
-def _existing(store: VectorStore, ids: Sequence[str]) -> dict[str, Document]:
-    found: dict[str, Document] = {}
-    for batch in _batches(ids, _LOOKUP_BATCH):
-        found.update((doc.id, doc) for doc in store.get_by_ids(batch) if doc.id is not None)
-    return found
-
-
-def _refresh_metadata(store: VectorStore, docs: Sequence[Document]) -> None:
-    """Rewrite the metadata of unchanged chunks whose position moved (no re-embedding).
-
-    TiDB stores only; other stores keep the old ``chunk`` number.
-    """
-    if not docs or not isinstance(store, TiDBVectorStore):
-        return
-    store.update_metadata({doc.id: doc.metadata for doc in docs if doc.id is not None})
-
-
-def _stored_ids_by_source(store: VectorStore, sources: Sequence[str]) -> dict[str, set[str]]:
-    """Ids stored under each source (TiDB stores only: other stores have no such query)."""
-    if not isinstance(store, TiDBVectorStore) or not sources:
-        return {}
-    result: dict[str, set[str]] = {}
-    for batch in _batches(sources, _LOOKUP_BATCH):
-        for doc in store.get(filter={"source": {"$in": list(batch)}}):
+def _stored_metadata(store: VectorStore, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    if isinstance(store, TiDBVectorStore):
+        return metadata_by_ids(store, ids)
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), 500):
+        for doc in store.get_by_ids(ids[start : start + 500]):
             if doc.id is not None:
-                result.setdefault(doc.metadata["source"], set()).add(doc.id)
-    return result
+                found[doc.id] = doc.metadata
+    return found
 
 
 def add_new_documents(
@@ -251,24 +361,31 @@ def add_new_documents(
     batch_size: int = 128,
     show_progress: bool = False,
     progress_desc: str = "Embedding",
+    stored: Mapping[str, Mapping[str, Any]] | None = None,
+    embeddings: Embeddings | None = None,
 ) -> tuple[int, int]:
     """Store documents whose ids are not stored yet; embed only those.
 
-    Stored documents whose metadata differs (e.g. a chunk that moved within its file) get the
-    new metadata without being embedded again (TiDB stores).
+    Stored documents whose metadata differs (e.g. a chunk that moved within its file, or a
+    file whose folder moved) get the new metadata without being embedded again (TiDB stores).
+    ``ingested_at`` alone differing is not a change.
 
     Args:
-        store: The vector store (needs ``get_by_ids``).
+        store: The vector store (needs ``get_by_ids`` unless it is a TiDB store).
         docs: Documents with ``id`` set (e.g. from :func:`chunk_id`).
         batch_size: Documents embedded and written per batch.
         show_progress: Show a tqdm bar (chunks and rate).
         progress_desc: The bar's label.
+        stored: Metadata by id of what is already stored, when the caller has read it; else
+            it is looked up by id (ids and metadata only, never the texts).
+        embeddings: Embeds the new chunks instead of the store's own (TiDB stores), e.g. a
+            ``BedrockBatchEmbeddings``, which takes its ``ingest_batch_size`` per call.
 
     Returns:
         ``(added, already_stored)``.
 
     Raises:
-        ValueError: A document has no id.
+        ValueError: A document has no id, or ``batch_size`` is not positive.
     """
     if any(doc.id is None for doc in docs):
         msg = "every document needs an id to be added incrementally"
@@ -276,30 +393,60 @@ def add_new_documents(
     if batch_size < 1:
         msg = f"batch_size must be positive, got {batch_size}"
         raise ValueError(msg)
-    existing = _existing(store, [doc.id for doc in docs if doc.id is not None])
-    new = [doc for doc in docs if doc.id not in existing]
-    moved = [d for d in docs if d.id in existing and existing[d.id].metadata != d.metadata]
-    _refresh_metadata(store, moved)
-    batches = [new[i : i + batch_size] for i in range(0, len(new), batch_size)]
+    if stored is None:
+        stored = _stored_metadata(store, [doc.id for doc in docs if doc.id is not None])
+    new = [doc for doc in docs if doc.id not in stored]
+    moved = [
+        doc
+        for doc in docs
+        if doc.id is not None
+        and doc.id in stored
+        and _comparable(stored[doc.id]) != _comparable(doc.metadata)
+    ]
+    if moved and isinstance(store, TiDBVectorStore):
+        store.update_metadata({doc.id: doc.metadata for doc in moved if doc.id is not None})
     with tqdm(
         total=len(new), unit="chunk", desc=progress_desc, disable=not show_progress or not new
     ) as bar:
-        if isinstance(store, TiDBVectorStore) and store.embeddings is not None:
-            _pipelined_add(store, store.embeddings, batches, bar)
-        else:
-            for batch in batches:
-                store.add_documents(batch, ids=[doc.id for doc in batch])
-                bar.update(len(batch))
+        size = getattr(embeddings, "ingest_batch_size", batch_size)  # a batch job per call
+        embed_and_store(store, new, batch_size=size, progress=bar.update, embeddings=embeddings)
     return len(new), len(docs) - len(new)
 
 
-def _pipelined_add(
-    store: TiDBVectorStore, embeddings: Embeddings, batches: list[list[Document]], bar: tqdm[Any]
+def embed_and_store(
+    store: VectorStore,
+    docs: Sequence[Document],
+    *,
+    batch_size: int = 128,
+    progress: Any = None,
+    embeddings: Embeddings | None = None,
 ) -> None:
-    """Embed batch n+1 while batch n is written, so the database never idles the model."""
+    """Embed ``docs`` and write them with their ids: the one embedding step of ingest.
+
+    On a TiDB store batch n+1 is embedded while batch n is written, so the database never
+    idles the model. ``progress`` is called with the number of documents written per batch.
+    """
+    batches = [list(docs[i : i + batch_size]) for i in range(0, len(docs), batch_size)]
     if not batches:
         return
+    report = progress or (lambda n: None)
+    if embeddings is not None and not isinstance(store, TiDBVectorStore):
+        msg = "separate embeddings (e.g. batch inference) need a TiDBVectorStore"
+        raise ValueError(msg)
+    if embeddings is None:
+        embeddings = store.embeddings if isinstance(store, TiDBVectorStore) else None
+    if embeddings is None:
+        for batch in batches:
+            store.add_documents(batch, ids=[doc.id for doc in batch])
+            report(len(batch))
+        return
+    assert isinstance(store, TiDBVectorStore)  # noqa: S101 - narrowed above
+    _pipelined_add(store, embeddings, batches, report)
 
+
+def _pipelined_add(
+    store: TiDBVectorStore, embeddings: Embeddings, batches: list[list[Document]], report: Any
+) -> None:
     def embed(batch: list[Document]) -> list[list[float]]:
         return embeddings.embed_documents([doc.page_content for doc in batch])
 
@@ -315,7 +462,95 @@ def _pipelined_add(
                 [doc.metadata for doc in batch],
                 ids=[doc.id for doc in batch],
             )
-            bar.update(len(batch))
+            report(len(batch))
+
+
+def _under_roots(store: VectorStore, plan: IngestPlan) -> dict[str, dict[str, Any]]:
+    """Metadata by id of every stored chunk that belongs to the plan's roots."""
+    if not isinstance(store, TiDBVectorStore):
+        return {}
+    sources = [source for _, source in plan.files]
+    prefixes, path_prefixes = [], []
+    for root in plan.roots:
+        if root.is_dir:
+            prefixes.append(f"{root.name}/" if root.name else "")
+            path_prefixes.append(root.path.as_posix().rstrip("/") + "/")
+        else:
+            sources.append(root.path.as_posix())  # older versions: the absolute path
+    return stored_chunks(
+        store, sources=sources, prefixes=[p for p in prefixes if p], path_prefixes=path_prefixes
+    )
+
+
+def ingest_plan(
+    store: VectorStore,
+    plan: IngestPlan,
+    *,
+    batch_size: int = 128,
+    show_progress: bool = True,
+    chunk_size: int = 1000,
+    chunk_overlap: int = 150,
+    prune: bool = False,
+    embeddings: Embeddings | None = None,
+) -> IngestSummary:
+    """Read, split, embed and store the files of ``plan`` (see :func:`ingest_paths`).
+
+    ``embeddings`` embeds the new chunks instead of the store's own (see
+    :func:`add_new_documents`).
+    """
+    started = time.perf_counter()
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    summary = IngestSummary(ignored=[p.as_posix() for p in plan.ignored])
+    chunks: list[Document] = []
+    sources: set[str] = set()
+    for path, source in tqdm(
+        plan.files, unit="file", desc="Reading", disable=not show_progress or not plan.files
+    ):
+        extra = {"path": path.as_posix(), "ingested_at": now}
+        try:
+            docs = split_file(
+                path, source, chunk_size=chunk_size, chunk_overlap=chunk_overlap, metadata=extra
+            )
+        except UnicodeDecodeError:
+            summary.ignored.append(path.as_posix())
+            logger.warning("skipping %s: not UTF-8 text", path)
+            continue
+        sources.add(source)
+        chunks.extend(docs)
+    summary.files, summary.chunks = len(sources), len(chunks)
+
+    # One read of ids and metadata serves everything below: what is stored, what is stale,
+    # and what lies under the roots without a file any more.
+    under = _under_roots(store, plan)
+    if isinstance(store, TiDBVectorStore):
+        wanted = {doc.id for doc in chunks}
+        stored = {i: m for i, m in under.items() if i in wanted}
+        stale = sorted(
+            i for i, m in under.items() if m.get("source") in sources and i not in wanted
+        )
+    else:
+        stored, stale = None, []
+    gone = {i: m.get("source") for i, m in under.items() if m.get("source") not in sources}
+    # Store the new chunks first: if embedding or writing fails, the old ones are still there.
+    summary.embedded, summary.skipped = add_new_documents(
+        store,
+        chunks,
+        batch_size=batch_size,
+        show_progress=show_progress,
+        stored=stored,
+        embeddings=embeddings,
+    )
+    if stale:
+        store.delete(ids=stale)
+    summary.deleted = len(stale)
+    gone_sources = set(gone.values())
+    if prune and gone:
+        store.delete(ids=sorted(gone))
+        summary.pruned, summary.pruned_sources = len(gone), len(gone_sources)
+    else:
+        summary.missing_sources = len(gone_sources)
+    summary.seconds = time.perf_counter() - started
+    return summary
 
 
 def ingest_paths(
@@ -326,13 +561,18 @@ def ingest_paths(
     show_progress: bool = True,
     chunk_size: int = 1000,
     chunk_overlap: int = 150,
+    name: str | None = None,
+    prune: bool = False,
+    batch_inference: str | None = None,
+    role_arn: str | None = None,
+    s3_endpoint_url: str | None = None,
 ) -> IngestSummary:
     """Load, split, embed and store ``.txt`` / ``.md`` files and folders, incrementally.
 
-    A second run over unchanged files makes no embedding call; for a changed file only its new
-    chunks are embedded and, after they are stored, its chunks that no longer exist are deleted
-    (TiDB stores). A failed run leaves the old chunks in place. Each chunk's ``source`` is the
-    file's resolved absolute POSIX path.
+    A second run over unchanged files makes no embedding call and reads no stored text; for a
+    changed file only its new chunks are embedded and, after they are stored, its chunks that
+    no longer exist are deleted (TiDB stores). A failed run leaves the old chunks in place.
+    Sources are named as the module docstring says.
 
     Args:
         store: The vector store.
@@ -342,45 +582,41 @@ def ingest_paths(
         show_progress: Show tqdm bars for reading files and for embedding.
         chunk_size: Characters per chunk at most.
         chunk_overlap: Characters shared by neighbouring chunks.
+        name: Collection name replacing the folder's name (one path only).
+        prune: Also delete the chunks of files under these roots that no longer exist, and
+            of these files stored under an older name (TiDB stores).
+        batch_inference: ``s3://bucket/prefix``: embed the new chunks through Bedrock batch
+            inference jobs (half price, no per-minute quota) with the store's Titan settings,
+            then bulk-load them (TiDB stores; needs ``role_arn``).
+        role_arn: The service role Bedrock's batch jobs assume to read and write S3.
+        s3_endpoint_url: S3 endpoint for batch inference (e.g. a LocalS3).
 
     Returns:
         The :class:`IngestSummary`.
 
     Raises:
         FileNotFoundError: A path does not exist.
+        SourceNameError: Two files would be stored under one source name.
     """
-    started = time.perf_counter()
-    files, ignored = discover_files(paths)
-    summary = IngestSummary(ignored=[p.as_posix() for p in ignored])
-    chunks: list[Document] = []
-    sources: list[str] = []
-    seen: set[str] = set()
-    for path in tqdm(files, unit="file", desc="Reading", disable=not show_progress or not files):
-        source = _source_name(path)
-        if source in seen:  # the same file reached through two of the given paths
-            continue
-        seen.add(source)
-        try:
-            docs = split_file(path, source, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
-        except UnicodeDecodeError:
-            summary.ignored.append(path.as_posix())
-            logger.warning("skipping %s: not UTF-8 text", path)
-            continue
-        sources.append(source)
-        chunks.extend(docs)
-    summary.files, summary.chunks = len(sources), len(chunks)
-    if ignored:
-        logger.info("skipped %d files that are not %s", len(ignored), "/".join(SUPPORTED_SUFFIXES))
+    embeddings: Embeddings | None = None
+    if batch_inference:
+        from langchain_tidb_bedrock.embeddings.batch import BedrockBatchEmbeddings
 
-    wanted = {doc.id for doc in chunks}
-    stored = _stored_ids_by_source(store, sources)
-    stale = sorted(i for ids in stored.values() for i in ids if i not in wanted)
-    # Store the new chunks first: if embedding or writing fails, the old ones are still there.
-    summary.embedded, summary.skipped = add_new_documents(
-        store, chunks, batch_size=batch_size, show_progress=show_progress
+        embeddings = BedrockBatchEmbeddings.like(
+            store.embeddings,
+            batch_inference,
+            role_arn,
+            s3_endpoint_url=s3_endpoint_url,
+            show_progress=show_progress,
+        )
+    plan = plan_ingest(list(paths), name=name)
+    return ingest_plan(
+        store,
+        plan,
+        batch_size=batch_size,
+        show_progress=show_progress,
+        chunk_size=chunk_size,
+        chunk_overlap=chunk_overlap,
+        prune=prune,
+        embeddings=embeddings,
     )
-    if stale:
-        store.delete(ids=stale)
-    summary.deleted = len(stale)
-    summary.seconds = time.perf_counter() - started
-    return summary

@@ -1,19 +1,25 @@
-"""``tidb-bedrock`` / ``python -m langchain_tidb_bedrock``: ingest, ask, chat and demo.
+"""``tidb-bedrock`` (``python -m langchain_tidb_bedrock``): ingest, ask, chat, sources, demo...
 
 With nothing configured it runs fully offline on a local tidb-server and LocalBedrock, and says
-so in one line on stderr. Expected failures (bad paths, unreachable servers, missing AWS
-settings) end with one ``error: ...`` line and exit code 1 (2 for bad arguments or paths).
+so in one line on stderr. Every option and path is checked before any server starts; bad input
+ends with one ``error: ...`` line naming the option and exit code 2, like argparse's own
+errors. Expected failures (unreachable servers, missing AWS settings) end with one ``error:``
+line and exit code 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from botocore.exceptions import BotoCoreError, ClientError
@@ -25,15 +31,25 @@ from langchain_tidb_bedrock.chains.prompts import format_sources
 from langchain_tidb_bedrock.chains.rag import create_rag_chain
 from langchain_tidb_bedrock.cli.ingest import (
     SUPPORTED_SUFFIXES,
+    SourceNameError,
     add_new_documents,
     chunk_id,
-    discover_files,
-    ingest_paths,
+    ingest_plan,
+    plan_ingest,
 )
 from langchain_tidb_bedrock.cli.services import DEFAULT_TABLE, RuntimeConfigError, open_runtime
+from langchain_tidb_bedrock.cli.stored import (
+    closest_sources,
+    delete_sources,
+    list_sources,
+    match_sources,
+)
+from langchain_tidb_bedrock.embeddings._s3 import BatchInferenceError
 from langchain_tidb_bedrock.embeddings.titan import BedrockEmbeddingError
+from langchain_tidb_bedrock.vectorstores.base import TiDBVectorStore
 from langchain_tidb_bedrock.vectorstores.connection import ConnectionConfigError
-from langchain_tidb_bedrock.vectorstores.filters import FilterError
+from langchain_tidb_bedrock.vectorstores.filters import FilterError, validate_filter
+from langchain_tidb_bedrock.vectorstores.schema import validate_identifier
 
 __all__ = ["DEMO_FACTS", "DEMO_QUESTION", "DEMO_TABLE", "build_parser", "main"]
 
@@ -59,23 +75,110 @@ class _UsageError(Exception):
     """A bad argument: reported like argparse's errors (exit 2)."""
 
 
-def _common_options() -> argparse.ArgumentParser:
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in the CLI's one-line form: ``error: ...``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _whole_number(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            msg = f"expected a whole number, got {text!r}"
+            raise argparse.ArgumentTypeError(msg) from None
+        if value < minimum:
+            msg = f"must be at least {minimum}, got {value}"
+            raise argparse.ArgumentTypeError(msg)
+        return value
+
+    parse.__name__ = "whole number"  # argparse names the type in some messages
+    return parse
+
+
+def _text(text: str) -> str:
+    if not text.strip():
+        msg = "must not be empty"
+        raise argparse.ArgumentTypeError(msg)
+    return text.strip()
+
+
+def _table(text: str) -> str:
+    try:
+        return validate_identifier(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _tidb_url(text: str) -> str:
+    try:
+        url = sa.engine.make_url(text)
+    except sa.exc.ArgumentError:
+        msg = f"not a SQLAlchemy URL: {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if url.get_backend_name() != "mysql":
+        msg = f"expected a mysql+pymysql:// URL, got {url.drivername}://..."
+        raise argparse.ArgumentTypeError(msg)
+    return text
+
+
+def _http_url(text: str) -> str:
+    parsed = urlsplit(text)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        msg = f"expected an http:// or https:// URL, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return text
+
+
+def _json_filter(text: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        msg = f"not valid JSON: {exc}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not isinstance(parsed, dict):
+        msg = "must be a JSON object"
+        raise argparse.ArgumentTypeError(msg)
+    try:
+        validate_filter(parsed)
+    except FilterError as exc:
+        raise argparse.ArgumentTypeError(_one_line(exc)) from None
+    return parsed
+
+
+def _common_options() -> _Parser:
     # SUPPRESS lets the options go before or after the subcommand without one default
     # overwriting the other.
-    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
-    common.add_argument("--tidb-url", help="SQLAlchemy URL of TiDB (default: TIDB_* or local)")
-    common.add_argument("--table", help=f"vector table (default: {DEFAULT_TABLE})")
-    common.add_argument("--k", type=int, help="passages to retrieve (default: 4; demo: 3)")
+    common = _Parser(add_help=False, argument_default=argparse.SUPPRESS)
     common.add_argument(
-        "--bedrock-endpoint-url", help="bedrock-runtime endpoint (default: AWS or LocalBedrock)"
+        "--tidb-url", type=_tidb_url, help="SQLAlchemy URL of TiDB (default: TIDB_* or local)"
     )
-    common.add_argument("--region", help="AWS region (implies real Bedrock)")
-    common.add_argument("--llm-model-id", help="chat model id (default: BEDROCK_LLM_MODEL_ID)")
+    common.add_argument("--table", type=_table, help=f"vector table (default: {DEFAULT_TABLE})")
     common.add_argument(
-        "--embedding-model-id", help="embedding model id (default: BEDROCK_EMBEDDING_MODEL_ID)"
+        "--k", type=_whole_number(1), help="passages to retrieve (default: 4; demo: 3)"
     )
     common.add_argument(
-        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+        "--bedrock-endpoint-url",
+        type=_http_url,
+        help="bedrock-runtime endpoint (default: AWS or LocalBedrock)",
+    )
+    common.add_argument("--region", type=_text, help="AWS region (implies real Bedrock)")
+    common.add_argument(
+        "--llm-model-id", type=_text, help="chat model id (default: BEDROCK_LLM_MODEL_ID)"
+    )
+    common.add_argument(
+        "--embedding-model-id",
+        type=_text,
+        help="embedding model id (default: BEDROCK_EMBEDDING_MODEL_ID)",
+    )
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show details and tracebacks",
     )
     return common
 
@@ -83,7 +186,7 @@ def _common_options() -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     common = _common_options()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tidb-bedrock",
         description="RAG on TiDB vector search and Amazon Bedrock (offline when unconfigured).",
         parents=[common],
@@ -92,28 +195,87 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = sub.add_parser("ingest", parents=[common], help="load .txt/.md files and folders")
     ingest.add_argument("paths", nargs="+", metavar="PATH")
-    ingest.add_argument("--batch-size", type=int, default=128, help="chunks per embedding batch")
-    ingest.add_argument("--chunk-size", type=int, default=1000, help="characters per chunk")
-    ingest.add_argument("--chunk-overlap", type=int, default=150, help="overlap in characters")
+    ingest.add_argument(
+        "--batch-size", type=_whole_number(1), default=128, help="chunks per embedding batch"
+    )
+    ingest.add_argument(
+        "--chunk-size", type=_whole_number(1), default=1000, help="characters per chunk"
+    )
+    ingest.add_argument(
+        "--chunk-overlap", type=_whole_number(0), default=150, help="overlap in characters"
+    )
+    ingest.add_argument(
+        "--prune",
+        action="store_true",
+        help="also delete stored chunks of files under PATH that no longer exist",
+    )
+    ingest.add_argument(
+        "--name",
+        type=_text,
+        help="store a folder's files as NAME/... instead of under the folder's own name "
+        "(one PATH only; keeps sources stable across renames)",
+    )
     ingest.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    ingest.add_argument(
+        "--batch-inference",
+        metavar="S3_URI",
+        help="embed new chunks through Bedrock batch inference jobs (half price, no per-minute "
+        "quota) with input and output under S3_URI (s3://bucket/prefix); needs --role-arn",
+    )
+    ingest.add_argument(
+        "--role-arn", help="IAM service role the batch jobs assume (with --batch-inference)"
+    )
+    ingest.add_argument("--s3-endpoint-url", help="S3 endpoint for --batch-inference")
 
     for name, text in (("ask", "answer one question"), ("chat", "interactive chat with history")):
         command = sub.add_parser(name, parents=[common], help=text)
         if name == "ask":
-            command.add_argument("question")
+            command.add_argument("question", type=_text, metavar="QUESTION")
         command.add_argument(
-            "--filter", help='metadata filter as JSON, e.g. \'{"source": "a.md"}\''
+            "--filter",
+            type=_json_filter,
+            help='metadata filter as JSON, e.g. \'{"chunk": {"$lt": 3}}\'',
         )
         command.add_argument(
-            "--source", action="append", help="only passages from this source (repeatable)"
+            "--source",
+            action="append",
+            type=_text,
+            help="only passages from this source or folder (repeatable)",
         )
 
+    sub.add_parser("sources", parents=[common], help="list stored sources")
+    delete = sub.add_parser(
+        "delete", parents=[common], help="delete a stored source, or every source under a folder"
+    )
+    delete.add_argument(
+        "--source",
+        action="append",
+        type=_text,
+        required=True,
+        help="a stored source, a folder of them, or a path as typed (repeatable)",
+    )
     sub.add_parser("demo", parents=[common], help="store five facts and ask 'What is TiDB?'")
     return parser
 
 
 def _option(args: argparse.Namespace, name: str, default: Any = None) -> Any:
     return getattr(args, name, default)
+
+
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Checks that span options; argparse exits 2 with one line when one fails."""
+    problem = None
+    if args.command == "ingest" and args.chunk_overlap >= args.chunk_size:
+        problem = (
+            f"argument --chunk-overlap: must be less than --chunk-size ({args.chunk_size}), "
+            f"got {args.chunk_overlap}"
+        )
+    elif args.command == "ingest" and args.name is not None and len(args.paths) != 1:
+        problem = f"argument --name: applies to one PATH, got {len(args.paths)}"
+    elif args.command == "ingest" and args.batch_inference and not args.role_arn:
+        problem = "argument --batch-inference: needs --role-arn"
+    if problem is not None:
+        parser.exit(2, f"error: {problem} (see {parser.prog} {args.command} --help)\n")
 
 
 def _open(args: argparse.Namespace, table: str) -> Any:
@@ -124,41 +286,52 @@ def _open(args: argparse.Namespace, table: str) -> Any:
         region=_option(args, "region"),
         llm_model_id=_option(args, "llm_model_id"),
         embedding_model_id=_option(args, "embedding_model_id"),
+        verbose=bool(_option(args, "verbose", False)),
     )
 
 
-def _search_filter(args: argparse.Namespace) -> dict[str, Any] | None:
+def _warn(line: str) -> None:
+    print(f"warning: {line}", file=sys.stderr)
+
+
+def _resolve_sources(store: TiDBVectorStore, values: Sequence[str]) -> tuple[list[str], int]:
+    """Stored sources the ``--source`` values name; warns (with the closest) for the others.
+
+    Returns:
+        ``(matched sources, number of values that matched nothing)``.
+    """
+    stored = list_sources(store)
+    matched: dict[str, None] = {}
+    unmatched = 0
+    for value in values:
+        found = match_sources(value, stored)
+        if found:
+            matched.update(dict.fromkeys(found))
+            continue
+        unmatched += 1
+        close = closest_sources(value, stored)
+        hint = f"; closest: {', '.join(close)}" if close else ""
+        if not stored:
+            hint = f"; table {store.table_name} has no sources yet"
+        _warn(f"--source {value!r} matches no stored source{hint}")
+    return list(matched), unmatched
+
+
+def _search_config(
+    args: argparse.Namespace, store: TiDBVectorStore, default_k: int
+) -> RunnableConfig | None:
+    """The chain's config; None when every ``--source`` matched nothing (already warned)."""
+    configurable: dict[str, Any] = {"k": _option(args, "k") or default_k}
     parts: list[dict[str, Any]] = []
-    raw = _option(args, "filter")
-    if raw:
-        try:
-            parsed = json.loads(raw)
-        except ValueError as exc:
-            msg = f"--filter is not valid JSON: {exc}"
-            raise _UsageError(msg) from None
-        if not isinstance(parsed, dict):
-            msg = "--filter must be a JSON object"
-            raise _UsageError(msg)
-        parts.append(parsed)
-    sources = _option(args, "source")
-    if sources:
-        # Ingested files are stored under their absolute path: accept the path as typed.
-        resolved = [Path(s).resolve().as_posix() if Path(s).exists() else s for s in sources]
-        parts.append({"source": {"$in": resolved}})
-    if not parts:
-        return None
-    return parts[0] if len(parts) == 1 else {"$and": parts}
-
-
-def _config(args: argparse.Namespace, default_k: int) -> RunnableConfig:
-    k = _option(args, "k") or default_k
-    if k < 1:
-        msg = f"--k must be positive, got {k}"
-        raise _UsageError(msg)
-    configurable: dict[str, Any] = {"k": k}
-    search_filter = _search_filter(args)
-    if search_filter is not None:
-        configurable["filter"] = search_filter
+    if _option(args, "filter"):
+        parts.append(args.filter)
+    if _option(args, "source"):
+        sources, _ = _resolve_sources(store, args.source)
+        if not sources:
+            return None
+        parts.append({"source": {"$in": sources}})
+    if parts:
+        configurable["filter"] = parts[0] if len(parts) == 1 else {"$and": parts}
     return {"configurable": configurable}
 
 
@@ -193,56 +366,75 @@ def _print_sources(docs: Sequence[Document]) -> None:
         print(line)
 
 
+def _batch_embeddings(args: argparse.Namespace, store: TiDBVectorStore) -> Any:
+    """``--batch-inference``: batch embeddings with the store's Titan settings, else None."""
+    if not args.batch_inference:
+        return None
+    from langchain_tidb_bedrock.embeddings.batch import BedrockBatchEmbeddings
+
+    try:
+        return BedrockBatchEmbeddings.like(
+            store.embeddings,
+            args.batch_inference,
+            args.role_arn,
+            s3_endpoint_url=args.s3_endpoint_url,
+            show_progress=not args.no_progress,
+        )
+    except ValueError as exc:  # a malformed S3 URI or role ARN: nothing was sent yet
+        raise _UsageError(str(exc)) from exc
+
+
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    files, ignored = discover_files(args.paths)  # bad paths fail before any server starts
-    if ignored:
-        shown = ", ".join(p.as_posix() for p in ignored[:5]) + (", ..." if len(ignored) > 5 else "")
+    # Bad paths and clashing source names fail here, before any server starts.
+    plan = plan_ingest(args.paths, name=args.name)
+    if plan.ignored:
+        shown = ", ".join(p.as_posix() for p in plan.ignored[:5])
+        shown += ", ..." if len(plan.ignored) > 5 else ""
         kinds = "/".join(SUPPORTED_SUFFIXES)
-        print(f"note: skipping {len(ignored)} files that are not {kinds}: {shown}", file=sys.stderr)
-    if not files:
+        print(
+            f"note: skipping {len(plan.ignored)} files that are not {kinds}: {shown}",
+            file=sys.stderr,
+        )
+    if not plan.files and not args.prune:
         print("note: no .txt or .md files to ingest", file=sys.stderr)
         return 0
     with _open(args, DEFAULT_TABLE) as runtime:
-        summary = ingest_paths(
+        summary = ingest_plan(
             runtime.store,
-            args.paths,
+            plan,
             batch_size=args.batch_size,
             show_progress=not args.no_progress,
             chunk_size=args.chunk_size,
             chunk_overlap=args.chunk_overlap,
+            prune=args.prune,
+            embeddings=_batch_embeddings(args, runtime.store),
         )
-        unreadable = summary.ignored[len(ignored) :]
+        unreadable = summary.ignored[len(plan.ignored) :]
         if unreadable:
             print(f"note: skipped {len(unreadable)} files that are not UTF-8 text", file=sys.stderr)
+        if summary.missing_sources:
+            print(
+                f"note: {summary.missing_sources} stored files under these paths no longer "
+                "exist; --prune deletes their chunks",
+                file=sys.stderr,
+            )
         print(f"Ingested into table {runtime.store.table_name}: {summary}")
     return 0
 
 
-def _cmd_ask(args: argparse.Namespace) -> int:
-    config = _config(args, 4)
+def _ask_loop(args: argparse.Namespace, questions: Iterator[str] | None) -> int:
     with _open(args, DEFAULT_TABLE) as runtime:
+        config = _search_config(args, runtime.store, 4)
+        if config is None:
+            return 1
         chain = create_rag_chain(runtime.store, runtime.llm)
-        _, context = _stream_answer(chain, args.question, config)
-        _print_sources(context)
-    return 0
-
-
-def _cmd_chat(args: argparse.Namespace) -> int:
-    config = _config(args, 4)
-    with _open(args, DEFAULT_TABLE) as runtime:
-        chain = create_rag_chain(runtime.store, runtime.llm)
+        if questions is None:
+            _, context = _stream_answer(chain, args.question, config)
+            _print_sources(context)
+            return 0
         print("Ask about your documents ('exit' or Ctrl-D to quit).")
         history: list[tuple[str, str]] = []
-        while True:
-            try:
-                question = input("you> ").strip()
-            except EOFError:
-                print()
-                break
-            if question.lower() in ("exit", "quit"):
-                break
-            if not question:
-                continue
+        for question in questions:
             print("bot> ", end="", flush=True)
             answer, context = _stream_answer(
                 chain, {"question": question, "chat_history": history}, config
@@ -252,8 +444,61 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _typed_questions() -> Iterator[str]:
+    while True:
+        try:
+            question = input("you> ").strip()
+        except EOFError:
+            print()
+            return
+        if question.lower() in ("exit", "quit"):
+            return
+        if question:
+            yield question
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    return _ask_loop(args, None)
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    return _ask_loop(args, _typed_questions())
+
+
+def _cmd_sources(args: argparse.Namespace) -> int:
+    with _open(args, DEFAULT_TABLE) as runtime:
+        stored = list_sources(runtime.store)
+        table = runtime.store.table_name
+        if not stored:
+            print(f"No sources stored in table {table}.")
+            return 0
+        width = max(len("SOURCE"), *(len(s.source) for s in stored))
+        print(f"{'SOURCE':<{width}}  {'CHUNKS':>6}  INGESTED (UTC)")
+        for s in stored:
+            when = s.ingested_at.replace("T", " ").rstrip("Z") if s.ingested_at else "-"
+            gone = "  (file gone)" if s.path and not Path(s.path).exists() else ""
+            print(f"{s.source:<{width}}  {s.chunks:>6}  {when}{gone}")
+        total = sum(s.chunks for s in stored)
+        print(f"{len(stored)} sources, {total} chunks in table {table}")
+    return 0
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    with _open(args, DEFAULT_TABLE) as runtime:
+        sources, unmatched = _resolve_sources(runtime.store, args.source)
+        if sources:
+            chunks = {s.source: s.chunks for s in list_sources(runtime.store)}
+            delete_sources(runtime.store, sources)
+            total = sum(chunks.get(s, 0) for s in sources)
+            shown = ", ".join(sources[:5]) + (", ..." if len(sources) > 5 else "")
+            print(f"Deleted {total} chunks of {len(sources)} sources: {shown}")
+        else:
+            print("Deleted nothing.")
+    return 1 if unmatched else 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
-    config = _config(args, 3)
+    config: RunnableConfig = {"configurable": {"k": _option(args, "k") or 3}}
     docs = [
         Document(
             id=chunk_id(DEMO_SOURCE, fact),
@@ -286,6 +531,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "ingest": _cmd_ingest,
     "ask": _cmd_ask,
     "chat": _cmd_chat,
+    "sources": _cmd_sources,
+    "delete": _cmd_delete,
     "demo": _cmd_demo,
 }
 
@@ -295,10 +542,32 @@ _EXPECTED: tuple[type[BaseException], ...] = (
     BedrockConfigError,
     ConnectionConfigError,
     BedrockEmbeddingError,
+    BatchInferenceError,
     BotoCoreError,
     ClientError,
     sa.exc.SQLAlchemyError,
 )
+
+
+@contextlib.contextmanager
+def _cleanup_on_termination() -> Iterator[None]:
+    """Let SIGTERM and SIGHUP (a closed terminal) unwind like Ctrl-C.
+
+    So the shared local server learns at once that this command has left.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -318,7 +587,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse already printed its usage error
+        _check(parser, args)
+    except SystemExit as exc:  # argparse already printed its one-line error (or --help)
         return int(exc.code or 0)
     verbose = bool(_option(args, "verbose", False))
     # Library warnings (e.g. "no vector index: exact kNN") are details, not CLI output.
@@ -326,11 +596,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s: %(message)s"
     )
     try:
-        return _COMMANDS[args.command](args)
+        with _cleanup_on_termination():
+            return _COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
-    except (_UsageError, FileNotFoundError, NotADirectoryError, FilterError) as exc:
+    except (_UsageError, FileNotFoundError, NotADirectoryError, SourceNameError) as exc:
         if verbose:
             raise
         print(f"error: {_one_line(exc)}", file=sys.stderr)

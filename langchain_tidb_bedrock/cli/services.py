@@ -1,8 +1,10 @@
 """Decide what the CLI and examples connect to, start local stand-ins when needed, clean up.
 
 TiDB: an explicit URL, else ``TIDB_URL`` / ``TIDB_HOST``..., else a ``LocalTiDB`` (a real
-tidb-server) on a persistent data dir, started for this process. Bedrock: an explicit endpoint,
-else real AWS when credentials and a region resolve, else an in-process ``LocalBedrock``.
+tidb-server) on a persistent data dir, shared by the commands running at the same time and
+stopped by the last one (see :mod:`langchain_tidb_bedrock.cli.local_server`). Bedrock: an
+explicit endpoint, else real AWS when credentials and a region resolve, else an in-process
+``LocalBedrock``.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ def open_runtime(
     dimensions: int = DEFAULT_DIMENSIONS,
     max_tokens: int = 512,
     announce: Callable[[str], None] | None = _stderr,
+    verbose: bool = False,
 ) -> Iterator[Runtime]:
     """Resolve TiDB and Bedrock, yield ``(store, llm, embeddings)``, then clean up.
 
@@ -119,8 +122,10 @@ def open_runtime(
         embedding_model_id: Embedding model id; default ``BEDROCK_EMBEDDING_MODEL_ID`` or Titan V2.
         dimensions: Titan V2 dimensions (256, 512 or 1024); vectors are normalised.
         max_tokens: Most tokens per answer.
-        announce: Called with ONE line when local stand-ins replace unconfigured services
-            (default: stderr); None to stay quiet.
+        announce: Called with ONE line (at most 100 characters) when local stand-ins replace
+            unconfigured services (default: stderr); None to stay quiet.
+        verbose: Also announce the details: where the local data is, whether the server was
+            shared, and how to configure real services.
 
     Yields:
         The :class:`Runtime` triple.
@@ -132,27 +137,31 @@ def open_runtime(
     """
     with contextlib.ExitStack() as stack:
         local_parts: list[str] = []
+        details: list[str] = []
         url = tidb_url or tidb_url_from_env()
         if url is not None:
             where = redact(url)
         else:
-            from langchain_tidb_bedrock.local.tidb import LocalTiDB, LocalTiDBError
+            from langchain_tidb_bedrock.cli.local_server import acquire_local_tidb
 
-            data_dir = local_data_dir()
-            server = LocalTiDB(data_dir=data_dir)
+            data_dir = local_data_dir().resolve()
             try:
-                server.start()
-            except LocalTiDBError as exc:
-                # The first line says what failed; the log tail after it is for -v.
-                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                msg = (
-                    f"could not start a local TiDB in {data_dir}: {first} (log: "
-                    f"{server.log_file}; or {_TIDB_HINT})"
-                )
+                lease = acquire_local_tidb(data_dir)
+            except RuntimeConfigError as exc:
+                msg = f"{exc}; or {_TIDB_HINT}"
                 raise RuntimeConfigError(msg) from exc
-            stack.callback(server.stop)
-            url = where = server.url
-            local_parts.append(f"a local TiDB (data in {data_dir})")
+            stack.callback(lease.release)
+            url = where = lease.url
+            local_parts.append("a local TiDB")
+            shared = (
+                f"shared with {lease.others} other command(s)"
+                if not lease.started
+                else "started for this command"
+            )
+            details.append(
+                f"note: local TiDB: data in {data_dir}, server pid {lease.pid}, {shared}; "
+                "the last command using it stops it"
+            )
 
         endpoint = bedrock_endpoint_url
         if endpoint is None:
@@ -166,9 +175,10 @@ def open_runtime(
                 from langchain_tidb_bedrock.local.bedrock import LocalBedrock
 
                 endpoint = stack.enter_context(LocalBedrock()).endpoint_url
-                local_parts.append(
-                    "LocalBedrock (a stand-in that extracts sentences from the retrieved "
-                    "passages, not a model)"
+                local_parts.append("LocalBedrock (a stand-in, not a model)")
+                details.append(
+                    f"note: LocalBedrock at {endpoint} extracts sentences from the retrieved "
+                    "passages; it is not a language model"
                 )
         embeddings = BedrockTitanEmbeddings(
             dimensions=dimensions,
@@ -190,9 +200,13 @@ def open_runtime(
         _check_tidb(store, where)
         # Announced only once everything is up, so a failure prints just its error line.
         if local_parts and announce is not None:
-            hints = [_TIDB_HINT] if "TiDB" in local_parts[0] else []
+            hints = [_TIDB_HINT] if local_parts[0] == "a local TiDB" else []
             if endpoint is not None and bedrock_endpoint_url is None:
                 hints.append(_AWS_HINT)
-            parts, fixes = " and ".join(local_parts), "; ".join(hints)
-            announce(f"note: using {parts}; to use real services, {fixes}.")
+            more = "" if verbose else "; -v for details"
+            announce(f"note: using {' and '.join(local_parts)}{more}")
+            if verbose:
+                details.append(f"note: to use real services, {'; '.join(hints)}")
+                for line in details:
+                    announce(line)
         yield Runtime(store, llm, embeddings)
