@@ -266,6 +266,41 @@ class BedrockBatchEmbeddings(Embeddings):
             credentials_profile_name=credentials_profile_name,
         )
 
+    ingest_batch_size = 100_000
+    """Chunks per ``embed_documents`` call when ingesting (two full jobs; bounds memory)."""
+
+    @classmethod
+    def like(
+        cls,
+        embeddings: Embeddings | None,
+        s3_uri: str,
+        role_arn: str | None,
+        **kwargs: Any,
+    ) -> BedrockBatchEmbeddings:
+        """Batch embeddings with the model, dimensions and endpoint of an on-demand client.
+
+        Vectors from both then match, so a store keeps one vector space.
+
+        Raises:
+            ValueError: ``embeddings`` is not a :class:`BedrockTitanEmbeddings`, or no role.
+        """
+        if not isinstance(embeddings, BedrockTitanEmbeddings):
+            msg = "batch inference needs a store whose embeddings are BedrockTitanEmbeddings"
+            raise ValueError(msg)
+        if not role_arn:
+            msg = "batch inference needs the ARN of a service role Bedrock can assume (role_arn)"
+            raise ValueError(msg)
+        settings: dict[str, Any] = {
+            "model_id": embeddings.model_id,
+            "dimensions": embeddings.dimensions,
+            "normalize": embeddings.normalize,
+            "region_name": embeddings.region_name,
+            "endpoint_url": embeddings.endpoint_url,
+            "credentials_profile_name": embeddings.credentials_profile_name,
+        }
+        settings.update(kwargs)
+        return cls(s3_uri, role_arn, **settings)
+
     @property
     def on_demand(self) -> BedrockTitanEmbeddings:
         """The on-demand client used for queries, small inputs and retried records."""
