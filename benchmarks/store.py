@@ -23,7 +23,8 @@ from benchmarks.common import (
     metadata,
     vectors,
 )
-from langchain_tidb_bedrock import TiDBVectorStore, bulk
+from langchain_tidb_bedrock import TiDBVectorStore
+from langchain_tidb_bedrock.vectorstores import bulk
 
 DIM = 512
 _DDL = (
@@ -200,7 +201,7 @@ def _our_sql(
     store: TiDBVectorStore, vector: Any, k: int, flt: dict[str, Any] | None
 ) -> tuple[str | None, str]:
     """The store's statements for one query: (filter probe or None, kNN with an id slot)."""
-    q = store._queries()
+    q = store._table.queries
     qv = orjson.dumps(vector, option=orjson.OPT_SERIALIZE_NUMPY).decode()
     if flt is None:
         return None, _literal(store, q.knn(qv, k))

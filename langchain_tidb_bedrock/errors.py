@@ -7,6 +7,8 @@ still catch it, and ``except TiDBBedrockError`` catches them all.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "BedrockConfigError",
     "BedrockEmbeddingError",
@@ -16,6 +18,7 @@ __all__ = [
     "RuntimeConfigError",
     "TiDBBedrockError",
     "TiFlashUnavailableError",
+    "WriteError",
 ]
 
 
@@ -69,3 +72,32 @@ class LoadDataWarningError(TiDBBedrockError, RuntimeError):
 
 class RuntimeConfigError(TiDBBedrockError, RuntimeError):
     """TiDB or Bedrock could not be reached or set up; the message says what to fix."""
+
+
+def _scrub(message: str) -> str:
+    # Drivers quote offending values ("Duplicate entry 'x' for key"): keep the words only.
+    return re.sub(r"'(?:[^'\\]|\\.)*'", "'…'", message.splitlines()[0] if message else "")
+
+
+class WriteError(TiDBBedrockError, RuntimeError):
+    """TiDB refused a write. ``committed`` rows (input positions before ``position``) are stored.
+
+    The message names the table, the positions and TiDB's error, never the data being written.
+    """
+
+    def __init__(
+        self, table: str, position: int, count: int, committed: int, cause: BaseException
+    ) -> None:
+        self.table = table
+        self.position = position
+        self.count = count
+        self.committed = committed
+        orig = getattr(cause, "orig", cause)
+        args: tuple[object, ...] = tuple(getattr(orig, "args", ()))
+        code = f" {args[0]}" if args and isinstance(args[0], int) else ""
+        detail = _scrub(str(args[1])) if len(args) > 1 else type(orig).__name__
+        super().__init__(
+            f"writing documents {position}-{position + count - 1} into table {table!r} failed "
+            f"(TiDB error{code}: {detail}); the {committed} documents before position "
+            f"{position} are stored, none after"
+        )

@@ -36,8 +36,10 @@ __all__ = [
 _SYNC_DRIVER = "mysql+pymysql"
 _ASYNC_DRIVER = "mysql+aiomysql"
 # TiDB Cloud closes idle connections: recycle them after 5 minutes, and check a connection that
-# sat idle in the pool before handing it out (see _ping_idle_connections).
-_POOL_DEFAULTS: dict[str, Any] = {"pool_recycle": 300}
+# sat idle in the pool before handing it out (see ping_idle_connections).
+# hide_parameters: a failed statement's error text never carries the bound values (documents,
+# vectors, metadata), so logs and the CLI's error line stay free of content.
+_POOL_DEFAULTS: dict[str, Any] = {"pool_recycle": 300, "hide_parameters": True}
 IDLE_PING_AFTER = 10.0  # seconds
 _SSL_QUERY_KEYS = ("ssl", "ssl_ca", "ssl_verify_cert", "ssl_verify_identity", "ssl_disabled")
 
@@ -135,29 +137,34 @@ def create_engine(
     tls: bool | None = None,
     ca_path: str | None = None,
     local_infile: bool = False,
+    autocommit: bool = False,
 ) -> sa.Engine:
     """A pooled PyMySQL engine with the TLS and pool defaults above.
 
     ``local_infile`` negotiates LOAD DATA LOCAL for bulk writes (see bulk.py); the permission
     itself stays off on every connection except during the store's own LOAD statement.
+    ``autocommit`` makes a read pool: no transaction, so no ROLLBACK round trip when a
+    connection goes back to the pool, and every read sees the latest committed rows.
     """
     u, kwargs = engine_kwargs(url, engine_args, tls=tls, ca_path=ca_path)
+    if autocommit:
+        kwargs.update(isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True)
     if local_infile:
         bulk.enable_local_infile_capability(kwargs["connect_args"])
     engine = sa.create_engine(u, **kwargs)
     if local_infile:
         sa.event.listen(engine, "connect", bulk.lock_local_infile)
     if "pool_pre_ping" not in kwargs:
-        _ping_idle_connections(engine)
+        ping_idle_connections(engine)
     return engine
 
 
-def _ping_idle_connections(engine: sa.Engine) -> None:
+def ping_idle_connections(engine: sa.Engine) -> None:
     """Ping a pooled connection on checkout only if it sat idle longer than IDLE_PING_AFTER.
 
-    ``pool_pre_ping`` pings on every checkout: one more round trip per query (1-2 ms measured
-    here, an RTT to TiDB Cloud). A connection in steady use cannot have been idle-closed, so
-    only idle ones are checked; a dead one is replaced transparently.
+    ``pool_pre_ping`` pings on every checkout: one more round trip per query (an RTT to TiDB
+    Cloud). A connection in steady use cannot have been idle-closed, so only idle ones are
+    checked; a dead one is replaced transparently. For an async engine pass its sync_engine.
     """
 
     @sa.event.listens_for(engine, "checkin")
@@ -181,10 +188,57 @@ def create_engine_async(
     *,
     tls: bool | None = None,
     ca_path: str | None = None,
+    autocommit: bool = False,
 ) -> AsyncEngine:
-    """A pooled aiomysql engine with exactly the same connection arguments."""
+    """A pooled aiomysql engine with exactly the same connection arguments.
+
+    TLS, when asked for, is required as on the sync path: aiomysql alone would fall back to
+    plaintext (and send the credentials) when the server offers no TLS.
+    """
     u, kwargs = async_engine_kwargs(url, engine_args, tls=tls, ca_path=ca_path)
-    return create_async_engine(u, **kwargs)
+    if autocommit:
+        kwargs.update(isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True)
+    ssl_context = kwargs["connect_args"].get("ssl")
+    if ssl_context is not None:
+        from sqlalchemy.dialects.mysql.aiomysql import MySQLDialect_aiomysql
+
+        _, cparams = MySQLDialect_aiomysql().create_connect_args(u)
+        params = dict(cparams)
+        params.update(kwargs["connect_args"])
+
+        async def connect_requiring_tls() -> Any:
+            return await _tls_required_connect(params)
+
+        kwargs["async_creator"] = connect_requiring_tls
+    engine = create_async_engine(u, **kwargs)
+    if "pool_pre_ping" not in kwargs:
+        ping_idle_connections(engine.sync_engine)
+    return engine
+
+
+async def _tls_required_connect(params: dict[str, Any]) -> Any:
+    import aiomysql
+    from pymysql.constants import CLIENT
+
+    class TLSRequiredConnection(aiomysql.Connection):
+        async def _request_authentication(self) -> None:
+            # The server's greeting is in; refuse before a byte of the login is sent.
+            if not self.server_capabilities & CLIENT.SSL:
+                self.close()
+                msg = (
+                    "TLS is required for this connection, but the TiDB server does not offer "
+                    "TLS; refusing to send credentials in plaintext"
+                )
+                raise aiomysql.OperationalError(2026, msg)
+            await super()._request_authentication()
+
+    conn = TLSRequiredConnection(**params)
+    try:
+        await conn._connect()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def async_engine_kwargs(
@@ -200,8 +254,7 @@ def async_engine_kwargs(
     becomes a verifying ``SSLContext`` (never a silent plaintext connection).
     """
     u, kwargs = engine_kwargs(url, engine_args, tls=tls, ca_path=ca_path)
-    kwargs["connect_args"].pop("local_infile", None)  # async writes use INSERT
-    kwargs.setdefault("pool_pre_ping", True)
+    kwargs["connect_args"].pop("local_infile", None)  # bulk loads run on the sync engine
     ssl_opts = {k: v for k, v in u.query.items() if k in _SSL_QUERY_KEYS}
     disabled = str(ssl_opts.get("ssl_disabled", "")).lower() in ("1", "true", "yes")
     if ssl_opts and not disabled and "ssl" not in kwargs["connect_args"]:

@@ -205,6 +205,20 @@ def validate_filter(filter: Mapping[str, Any] | None) -> None:
     _validate(filter, "", 0)
 
 
+def check_filter(filter: object) -> Mapping[str, Any] | None:
+    """Validate a caller's filter; None for "no filter" (None or an empty dict).
+
+    Anything else that is not a dict is refused, falsy or not: ``[]``, ``0`` or ``""`` are
+    mistakes, not "match everything".
+    """
+    if filter is None:
+        return None
+    if not isinstance(filter, Mapping):
+        raise FilterError(f"a filter must be a dict, got {filter!r}")
+    validate_filter(filter)
+    return filter or None
+
+
 # --------------------------------------------------------------------------- compilation
 
 

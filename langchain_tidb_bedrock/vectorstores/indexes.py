@@ -7,17 +7,23 @@ such as a standalone ``tidb-server``, serves exact kNN only; these helpers say s
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from langchain_tidb_bedrock.errors import TiFlashUnavailableError
+from langchain_tidb_bedrock.vectorstores.encoding import encode_query_vector
+from langchain_tidb_bedrock.vectorstores.runner import Op, embed_query, read, write
 from langchain_tidb_bedrock.vectorstores.schema import (
     DistanceStrategy,
     index_name,
     quote_identifier,
 )
+
+if TYPE_CHECKING:
+    from langchain_tidb_bedrock.vectorstores.table import TableState
 
 __all__ = [
     "ExplainResult",
@@ -104,3 +110,65 @@ def explain_result(rows: list[Any], sql: str) -> ExplainResult:
     plan = [dict(r._mapping) for r in rows]
     uses = any("annIndex:" in str(v) for r in plan for v in r.values())
     return ExplainResult(uses_vector_index=uses, plan=plan, sql=sql)
+
+
+# ---------------------------------------------------------------------- operations
+
+
+def op_require_tiflash(table: TableState, operation: str) -> Op[None]:
+    """Raise :class:`TiFlashUnavailableError` unless the server has a TiFlash store."""
+    if not (yield from table.op_has_tiflash()):
+        raise TiFlashUnavailableError(operation)
+
+
+def _op_existing(table: TableState) -> Op[None]:
+    info = yield from table.op_info()
+    if info is None:
+        msg = f"table {table.name!r} does not exist yet: add documents first"
+        raise ValueError(msg)
+
+
+def op_create_vector_index(table: TableState, host: str | None) -> Op[None]:
+    """Add the HNSW index for the table's metric, with a TiFlash replica where needed."""
+    yield from op_require_tiflash(table, "create_vector_index()")
+    yield from _op_existing(table)
+    name = index_name(table.name)
+    existing = yield from read(VECTOR_INDEXES_SQL, {"table": table.name, "name": name})
+    if existing:
+        table.index_ready = True
+        return
+    cloud = is_tidb_cloud_host(host)
+    if not cloud:
+        replicas = yield from read(REPLICA_SQL, {"table": table.name})
+        if not replicas or not replicas[0][0]:
+            quoted = quote_identifier(table.name)
+            yield from write(sa.text(f"ALTER TABLE {quoted} SET TIFLASH REPLICA 1"))
+    yield from write(sa.text(add_index_sql(table.name, table.strategy, on_demand_replica=cloud)))
+    table.index_ready = True
+
+
+def op_index_status(table: TableState) -> Op[list[dict[str, Any]]]:
+    """Build progress rows from ``INFORMATION_SCHEMA.TIFLASH_INDEXES`` for the table."""
+    yield from op_require_tiflash(table, "vector_index_status()")
+    rows = yield from read(INDEX_STATUS_SQL, {"table": table.name})
+    return [dict(r._mapping) for r in rows]
+
+
+def op_explain(
+    table: TableState, query: str | Sequence[float], k: int, dialect: sa.Dialect
+) -> Op[ExplainResult]:
+    """``EXPLAIN`` the kNN statement for ``query``: does it use the vector index?"""
+    yield from op_require_tiflash(table, "explain()")
+    yield from _op_existing(table)
+    vector = (yield from embed_query(query)) if isinstance(query, str) else query
+    qv = encode_query_vector(vector, table.dimension, reject_zero=False)
+    compiled = table.queries.knn(qv, k).compile(dialect=dialect)
+    sql = "EXPLAIN " + compiled.string
+    rows = yield from read(sql, dict(compiled.params))
+    return explain_result(list(rows), sql)
+
+
+def op_drop_table(table: TableState) -> Op[None]:
+    """``DROP TABLE IF EXISTS``, then forget what was known of it."""
+    yield from write(sa.text(f"DROP TABLE IF EXISTS {quote_identifier(table.name)}"))
+    table.forget()

@@ -199,9 +199,12 @@ class Queries:
         """Driver SQL to replace one row's metadata: parameters (meta JSON, id)."""
         return f"UPDATE {quote_identifier(self.table.name)} SET `meta` = %s WHERE `id` = %s"
 
-    def delete_ids(self, ids: Sequence[str]) -> sa.Delete:
-        """Delete the given ids."""
-        return sa.delete(self.table).where(self.table.c.id.in_(list(ids)))
+    def delete_ids(self, ids: Sequence[str], filter: Mapping[str, Any] | None = None) -> sa.Delete:
+        """Delete the given ids; with a filter, only those of them that also match it."""
+        stmt = sa.delete(self.table).where(self.table.c.id.in_(list(ids)))
+        if filter:
+            stmt = stmt.where(self._condition(filter, self.table.c.meta))
+        return stmt
 
     def delete_filter(self, filter: Mapping[str, Any]) -> sa.Delete:
         """Delete the rows matching a metadata filter (validated; never unfiltered)."""

@@ -1,27 +1,44 @@
 """Run one store operation with the sync or the async engine, from a single definition.
 
 An operation is a generator that yields requests (a read, a write transaction, an embedding
-call) and receives their results. ``run_sync`` and ``run_async`` execute the same generator, so
-the store's logic, validation and SQL exist once while both APIs stay native.
+call) and receives their results. Operations use the typed helpers (``rows = yield from
+read(stmt)``) so mypy checks what each request returns. ``drive`` runs an operation against any
+handler: the sync and async engines (see ``engines.py``), or a scripted one in unit tests.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from langchain_tidb_bedrock.vectorstores.bulk import LoadRows, load_rows, supports_load_data
+from langchain_tidb_bedrock.vectorstores.bulk import LoadRows
 
-if TYPE_CHECKING:  # at run time it would pull in the callbacks, tracers and splitters
+__all__ = [
+    "EmbedDocs",
+    "EmbedQuery",
+    "Op",
+    "Read",
+    "Request",
+    "Rows",
+    "Write",
+    "WriteStep",
+    "adrive",
+    "drive",
+    "embed_documents",
+    "embed_query",
+    "read",
+    "write",
+]
+
+if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
 
-__all__ = ["EmbedDocs", "EmbedQuery", "Op", "Read", "Write", "run_async", "run_sync"]
-
 T = TypeVar("T")
+Rows = list[sa.Row[Any]]
+WriteStep = sa.Executable | tuple[str, list[tuple[Any, ...]]] | LoadRows
 
 
 @dataclass(frozen=True)
@@ -36,12 +53,11 @@ class Read:
 class Write:
     """Run statements in one transaction; the result is the total rowcount.
 
-    A step is a Core statement, or driver SQL with a list of parameter tuples (executemany).
+    A step is a Core statement, driver SQL with a list of parameter tuples (executemany), or
+    rows to bulk-load (``LOAD DATA LOCAL`` where the driver allows it, else its INSERT).
     """
 
-    steps: Sequence[sa.Executable | tuple[str, list[tuple[Any, ...]]] | LoadRows] = field(
-        default_factory=list
-    )
+    steps: Sequence[WriteStep] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -62,7 +78,32 @@ Request = Read | Write | EmbedDocs | EmbedQuery
 Op = Generator[Request, Any, T]
 
 
-def _drive(op: Op[T], handle: Callable[[Request], Any]) -> T:
+def read(statement: sa.Executable | str, params: dict[str, Any] | None = None) -> Op[Rows]:
+    """Yield one read; returns its rows."""
+    rows: Rows = yield Read(statement, params)
+    return rows
+
+
+def write(*steps: WriteStep) -> Op[int]:
+    """Yield one transaction; returns the total rowcount."""
+    count: int = yield Write(list(steps))
+    return count
+
+
+def embed_documents(texts: list[str]) -> Op[list[list[float]]]:
+    """Yield one embedding call for documents; returns one vector per text."""
+    vectors: list[list[float]] = yield EmbedDocs(texts)
+    return vectors
+
+
+def embed_query(text: str) -> Op[list[float]]:
+    """Yield one embedding call for a query; returns its vector."""
+    vector: list[float] = yield EmbedQuery(text)
+    return vector
+
+
+def drive(op: Op[T], handle: Callable[[Request], Any]) -> T:
+    """Run ``op``, answering each request with ``handle``; errors go back into the operation."""
     send: Any = None
     error: BaseException | None = None
     while True:
@@ -76,42 +117,8 @@ def _drive(op: Op[T], handle: Callable[[Request], Any]) -> T:
             send, error = None, exc
 
 
-def run_sync(op: Op[T], engine: sa.Engine, embeddings: Embeddings | None) -> T:
-    """Execute ``op`` with blocking calls."""
-
-    def handle(request: Request) -> Any:
-        if isinstance(request, Read):
-            with engine.connect() as conn:
-                if isinstance(request.statement, str):
-                    return conn.exec_driver_sql(request.statement, request.params or {}).all()
-                return conn.execute(request.statement, request.params or {}).all()
-        if isinstance(request, Write):
-            total = 0
-            with engine.begin() as conn:
-                for step in request.steps:
-                    if isinstance(step, LoadRows):
-                        raw = conn.connection.dbapi_connection
-                        if supports_load_data(raw):
-                            total += load_rows(raw, step.table, step.rows)
-                        else:
-                            total += conn.exec_driver_sql(step.fallback_sql, step.rows).rowcount
-                    elif isinstance(step, tuple):
-                        total += conn.exec_driver_sql(step[0], step[1]).rowcount
-                    else:
-                        total += conn.execute(step).rowcount
-            return total
-        if embeddings is None:
-            msg = "this store has no embedding model; pass vectors (add_embeddings, *_by_vector)"
-            raise ValueError(msg)
-        if isinstance(request, EmbedDocs):
-            return embeddings.embed_documents(request.texts)
-        return embeddings.embed_query(request.text)
-
-    return _drive(op, handle)
-
-
-async def run_async(op: Op[T], engine: AsyncEngine, embeddings: Embeddings | None) -> T:
-    """Execute ``op`` on the event loop with the async driver."""
+async def adrive(op: Op[T], handle: Callable[[Request], Awaitable[Any]]) -> T:
+    """:func:`drive` with an async handler."""
     send: Any = None
     error: BaseException | None = None
     while True:
@@ -120,33 +127,31 @@ async def run_async(op: Op[T], engine: AsyncEngine, embeddings: Embeddings | Non
         except StopIteration as stop:
             return stop.value
         try:
-            send, error = await _ahandle(request, engine, embeddings), None
+            send, error = await handle(request), None
         except Exception as exc:
             send, error = None, exc
 
 
-async def _ahandle(request: Request, engine: AsyncEngine, embeddings: Embeddings | None) -> Any:
-    if isinstance(request, Read):
-        async with engine.connect() as conn:
-            if isinstance(request.statement, str):
-                res = await conn.exec_driver_sql(request.statement, request.params or {})
-            else:
-                res = await conn.execute(request.statement, request.params or {})
-            return res.all()
-    if isinstance(request, Write):
-        total = 0
-        async with engine.begin() as conn:
-            for step in request.steps:
-                if isinstance(step, LoadRows):
-                    step = (step.fallback_sql, step.rows)  # noqa: PLW2901 - aiomysql: INSERT
-                if isinstance(step, tuple):
-                    total += (await conn.exec_driver_sql(step[0], step[1])).rowcount
-                else:
-                    total += (await conn.execute(step)).rowcount
-        return total
+def no_embeddings() -> ValueError:
+    """The error for an embedding request on a store built without a model."""
+    return ValueError(
+        "this store has no embedding model; pass vectors (add_embeddings, *_by_vector)"
+    )
+
+
+def embed(request: EmbedDocs | EmbedQuery, embeddings: Embeddings | None) -> Any:
+    """Answer an embedding request with blocking calls."""
     if embeddings is None:
-        msg = "this store has no embedding model; pass vectors (add_embeddings, *_by_vector)"
-        raise ValueError(msg)
+        raise no_embeddings()
+    if isinstance(request, EmbedDocs):
+        return embeddings.embed_documents(request.texts)
+    return embeddings.embed_query(request.text)
+
+
+async def aembed(request: EmbedDocs | EmbedQuery, embeddings: Embeddings | None) -> Any:
+    """Answer an embedding request on the event loop."""
+    if embeddings is None:
+        raise no_embeddings()
     if isinstance(request, EmbedDocs):
         return await embeddings.aembed_documents(request.texts)
     return await embeddings.aembed_query(request.text)

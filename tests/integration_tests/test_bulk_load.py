@@ -12,7 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from langchain_core.embeddings import DeterministicFakeEmbedding
 
-from langchain_tidb_bedrock import TiDBVectorStore, _runner, bulk
+from langchain_tidb_bedrock import TiDBVectorStore
+from langchain_tidb_bedrock.errors import WriteError
+from langchain_tidb_bedrock.vectorstores import bulk, engines
+from langchain_tidb_bedrock.vectorstores import writes as write_pipeline
 
 AWKWARD = [
     "tab\there",
@@ -34,7 +37,7 @@ def loads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         calls.append(len(rows))
         return real(conn, table, rows)
 
-    monkeypatch.setattr(_runner, "load_rows", counting)
+    monkeypatch.setattr(engines, "load_rows", counting)
     return calls
 
 
@@ -102,7 +105,7 @@ def test_a_passing_load_fault_retries_the_batch_and_keeps_the_fast_path(
             raise sa.exc.OperationalError("LOAD DATA", {}, Exception(2013, "Lost connection"))
         return real(conn, table, rows)
 
-    monkeypatch.setattr(_runner, "load_rows", flaky)
+    monkeypatch.setattr(engines, "load_rows", flaky)
     store.add_texts(["a", "b", "c", "d", "e"], ids=list("abcde"))
     assert calls == [3, 2]  # the failed batch went through INSERT, the next one LOAD DATA
     assert store.count() == 5
@@ -117,7 +120,7 @@ def test_refused_load_data_falls_back_to_insert_once(
         calls.append(len(rows))
         raise sa.exc.OperationalError("LOAD DATA", {}, Exception(1148, "not allowed"))
 
-    monkeypatch.setattr(_runner, "load_rows", refuse)
+    monkeypatch.setattr(engines, "load_rows", refuse)
     store.add_texts(["a", "b", "c", "d", "e"], ids=list("abcde"))
     assert calls == [3]  # tried once, then INSERT for every batch
     assert store.count() == 5
@@ -126,11 +129,17 @@ def test_refused_load_data_falls_back_to_insert_once(
 def test_a_real_error_is_raised_not_swallowed(store: TiDBVectorStore) -> None:
     store.add_texts(["seed"], ids=["seed"])
     # A NOT NULL column without a default: TiDB refuses the LOAD and the INSERT retry alike;
-    # TiDB's own error reaches the caller, with nothing written.
+    # TiDB's own error reaches the caller, with nothing written, and no document content.
     with store.engine.begin() as conn:
         conn.execute(sa.text(f"ALTER TABLE `{store.table_name}` ADD COLUMN x INT NOT NULL"))
-    with pytest.raises(sa.exc.DBAPIError, match="doesn't have a default value"):
-        store.add_texts(["a", "b"], ids=["1", "2"])
+    with pytest.raises(WriteError, match="doesn't have a default value") as caught:
+        store.add_texts(["secret text a", "b"], ids=["id-1", "id-2"])
+    assert caught.value.committed == 0
+    assert "documents 0-1" in str(caught.value)
+    assert isinstance(caught.value.__cause__, sa.exc.DBAPIError)
+    for text in (str(caught.value), str(caught.value.__cause__)):
+        assert "secret text" not in text
+        assert "id-1" not in text
     assert store.count() == 1
 
 
@@ -169,8 +178,6 @@ def test_tsv_escaping_is_reversible(rows: list[tuple[str, str, str]]) -> None:
 def test_large_documents_are_split_into_transactions_and_oversized_refused(
     store: TiDBVectorStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from langchain_tidb_bedrock import vectorstores
-
     writes: list[int] = []
     real = bulk.load_rows
 
@@ -178,8 +185,8 @@ def test_large_documents_are_split_into_transactions_and_oversized_refused(
         writes.append(len(rows))
         return real(conn, table, rows)
 
-    monkeypatch.setattr(_runner, "load_rows", counting)
-    monkeypatch.setattr(vectorstores, "_TXN_BYTES", 250_000)  # ~2 of the 100 KB docs per txn
+    monkeypatch.setattr(engines, "load_rows", counting)
+    monkeypatch.setattr(write_pipeline, "_TXN_BYTES", 250_000)  # ~2 of the 100 KB docs per txn
     docs = [f"{i} " + "x" * 100_000 for i in range(5)]
     store.add_texts(docs, ids=[str(i) for i in range(5)], batch_size=5)
     assert writes == [2, 2, 1]

@@ -307,27 +307,46 @@ def test_relevance_scores_per_metric(make_store: StoreFactory, metric: str) -> N
     )
     store.add_texts(list(vectors), ids=list(vectors))
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # LangChain warns when a score leaves [0, 1]
+        warnings.simplefilter("ignore")  # "opposite" scores below 0, as in PGVector
         scored = store.similarity_search_with_relevance_scores("q", k=4)
     assert [d.id for d, _ in scored] == ["same", "near", "orthogonal", "opposite"]
     scores = [s for _, s in scored]
-    assert all(0.0 <= s <= 1.0 for s in scores)
     assert scores == sorted(scores, reverse=True)
     assert scores[0] == pytest.approx(1.0, abs=1e-6)
+    # The scale of langchain-core's functions (and so of PGVector, Chroma, pytidb): unit
+    # vectors, so cosine relevance is the dot product, and L2 is 1 - d / sqrt(2).
     q = np.array([1.0, 0, 0, 0])
-    cos = {k: float(np.dot(v, q)) for k, v in vectors.items()}  # unit vectors
-    if metric in {"cosine", "inner_product"}:
-        expected = [(1 + cos[k]) / 2 for k in vectors]
+    dot = {k: float(np.dot(v, q)) for k, v in vectors.items()}
+    if metric == "cosine":
+        expected = [dot[k] for k in vectors]
+    elif metric == "inner_product":  # core's max-inner-product function of d = -<a, b>
+        expected = [1.0 + dot[k] if dot[k] < 0 else dot[k] for k in vectors]
     else:
-        expected = [1 / (1 + float(np.linalg.norm(np.array(v) - q))) for v in vectors.values()]
+        expected = [
+            1 - float(np.linalg.norm(np.array(v) - q)) / np.sqrt(2) for v in vectors.values()
+        ]
     assert scores == pytest.approx(expected, abs=1e-5)
-    threshold = store.as_retriever(
-        search_type="similarity_score_threshold",
-        search_kwargs={"score_threshold": 0.7, "k": 4},
-    ).invoke("q")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        threshold = store.as_retriever(
+            search_type="similarity_score_threshold",
+            search_kwargs={"score_threshold": 0.7, "k": 4},
+        ).invoke("q")
     assert [d.id for d in threshold] == [
         k for k, e in zip(vectors, expected, strict=True) if e >= 0.7
     ]
+
+
+def test_relevance_score_fn_override(make_store: StoreFactory) -> None:
+    store = make_store(
+        TableEmbeddings({"a": [1.0, 0, 0, 0], "q": [1.0, 0, 0, 0]}),
+        relevance_score_fn=lambda d: 42.0 - d,
+    )
+    store.add_texts(["a"], ids=["a"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        [(_, score)] = store.similarity_search_with_relevance_scores("q", k=1)
+    assert score == pytest.approx(42.0, abs=1e-6)
 
 
 def test_zero_query_vector_is_refused_for_cosine(make_store: StoreFactory) -> None:
@@ -409,7 +428,7 @@ def test_knn_sql_has_the_index_compatible_shape(make_store: StoreFactory) -> Non
         assert sql.endswith("ORDER BY distance ASC LIMIT %(param_1)s")
         assert "WHERE" not in sql
     # The post-filter keeps that shape in its inner query and filters outside it.
-    q = store._queries()
+    q = store._table.queries
     inner_and_outer = str(
         q.knn_postfilter("[1]", 4, 40, {"a": 1}).compile(dialect=store.engine.dialect)
     )
@@ -569,18 +588,18 @@ def test_indexing_api_skips_unchanged_documents(make_store: StoreFactory) -> Non
 def test_idle_connection_killed_by_the_server_is_replaced(
     make_store: StoreFactory, tidb_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from langchain_tidb_bedrock import connection
+    from langchain_tidb_bedrock.vectorstores import connection
 
     store = make_store()
     store.add_texts(["a"], ids=["1"])
-    with store.engine.connect() as conn:
+    with store._engines.sync_read.connect() as conn:  # the read pool
         conn_id = conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar()
     # What TiDB Cloud does to a connection left idle: close it server-side.
     with tidb_engine.connect() as admin:
         admin.execute(sa.text(f"KILL {int(conn_id)}"))  # type: ignore[arg-type]
     monkeypatch.setattr(connection, "IDLE_PING_AFTER", 0.0)
     assert [d.id for d in store.similarity_search("a", k=1)] == ["1"]
-    with store.engine.connect() as conn:
+    with store._engines.sync_read.connect() as conn:  # the read pool
         assert conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar() != conn_id
 
 
@@ -590,7 +609,7 @@ def test_busy_connections_are_not_pinged(
     store = make_store()
     store.add_texts(["a"], ids=["1"])
     pings: list[int] = []
-    with store.engine.connect() as conn:
+    with store._engines.sync_read.connect() as conn:  # the read pool
         raw = conn.connection.dbapi_connection
         real_ping = raw.ping  # type: ignore[union-attr]
         monkeypatch.setattr(raw, "ping", lambda *a: pings.append(1) or real_ping(*a))

@@ -18,7 +18,8 @@ from filter_reference import filter_strategy, matches
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from langchain_tidb_bedrock import TiDBVectorStore, vectorstores
+from langchain_tidb_bedrock import TiDBVectorStore
+from langchain_tidb_bedrock.vectorstores import search
 
 DIM = 6
 ROWS = 80
@@ -99,8 +100,8 @@ def test_filtered_search_matches_reference(
     expected = sorted(float(distances[int(i)]) for i in expected_ids)[:k]
     # A tiny threshold sends the exact strategy down its broad-filter path (one filtered scan)
     # instead of ranking a selective filter's matches by id.
-    threshold = 2 if path == "pre-broad" else vectorstores._SELECTIVE_IDS
-    with patch.object(vectorstores, "_SELECTIVE_IDS", threshold):
+    threshold = 2 if path == "pre-broad" else search._SELECTIVE_IDS
+    with patch.object(search, "_SELECTIVE_IDS", threshold):
         hits = store.similarity_search_with_score_by_vector(
             query.tolist(), k=k, filter=filter, filter_strategy=path.split("-", maxsplit=1)[0]
         )

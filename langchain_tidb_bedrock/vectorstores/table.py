@@ -1,0 +1,166 @@
+"""What a store knows of its table: columns, dimension, metric, vector index; and creating it.
+
+Presence is cached (a table does not lose its columns under us); absence never is, so a store
+that looked before another process created the table sees it on its next call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import sqlalchemy as sa
+
+from langchain_tidb_bedrock.vectorstores import indexes
+from langchain_tidb_bedrock.vectorstores.queries import Queries
+from langchain_tidb_bedrock.vectorstores.runner import Op, read, write
+from langchain_tidb_bedrock.vectorstores.schema import (
+    COLUMNS_QUERY,
+    DistanceStrategy,
+    TableInfo,
+    create_table_sql,
+    quote_identifier,
+    read_table_info,
+    table_object,
+)
+
+__all__ = ["TableState"]
+
+logger = logging.getLogger("langchain_tidb_bedrock.vectorstores")
+
+
+class TableState:
+    """The table's name, metric and dimension, and what the server has (TiFlash, an index)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        strategy: DistanceStrategy | None,
+        dimension: int | None,
+        vector_index: bool | None,
+        host: str | None,
+    ) -> None:
+        """Record what the caller asked for; nothing is read until an operation needs it."""
+        self.name = name
+        self.table = table_object(name)
+        self.strategy_given = strategy
+        self.dimension = dimension
+        self.vector_index = vector_index
+        self.info: TableInfo | None = None
+        self.index_ready = False
+        self._tiflash: bool | None = None
+        self._host = host
+        self._lock = threading.Lock()
+        self._warned_exact = False
+        self._queries: Queries | None = None
+
+    @property
+    def strategy(self) -> DistanceStrategy:
+        """The metric: as given, else read from a legacy table, else cosine."""
+        return self.strategy_given or DistanceStrategy.COSINE
+
+    @property
+    def queries(self) -> Queries:
+        """Statement builders for this table and metric."""
+        if self._queries is None or self._queries.strategy is not self.strategy:
+            self._queries = Queries(self.table, self.strategy)
+        return self._queries
+
+    def forget(self) -> None:
+        """Drop what was learnt (after the table was dropped)."""
+        self.info = None
+        self.index_ready = False
+
+    # ------------------------------------------------------------------ operations
+
+    def op_info(self) -> Op[TableInfo | None]:
+        """The table's description, or None when it does not exist (asked again next time)."""
+        if self.info is not None:
+            return self.info
+        rows = yield from read(COLUMNS_QUERY, {"table": self.name})
+        info = read_table_info(rows, self.name)
+        if info is None:
+            return None
+        self._adopt(info)
+        if (yield from self.op_has_tiflash()):
+            # An index made earlier (by us or by hand) is what lets "auto" post-filter.
+            ddl = yield from read(f"SHOW CREATE TABLE {quote_identifier(self.name)}")
+            self.index_ready = indexes.has_vector_index(str(tuple(ddl[0])[1]), self.strategy)
+        if not self.index_ready:
+            self.say_exact_once()
+        return info
+
+    def _adopt(self, info: TableInfo) -> None:
+        with self._lock:
+            if info.dimension is not None:
+                if self.dimension is not None and self.dimension != info.dimension:
+                    msg = (
+                        f"table {self.name!r} stores {info.dimension}-dimensional vectors, "
+                        f"but embedding_dimension={self.dimension} was given"
+                    )
+                    raise ValueError(msg)
+                self.dimension = info.dimension
+            if self.strategy_given is None and info.legacy_metric is not None:
+                # A langchain-community table records its metric in a column comment.
+                self.strategy_given = info.legacy_metric
+            self.info = info
+
+    def op_has_tiflash(self) -> Op[bool]:
+        """Whether the server has a TiFlash store (asked once per store)."""
+        if self._tiflash is None:
+            if indexes.is_tidb_cloud_host(self._host):
+                self._tiflash = True
+            else:
+                try:
+                    rows = yield from read(indexes.TIFLASH_COUNT_SQL)
+                    self._tiflash = bool(rows[0][0])
+                except sa.exc.DBAPIError:
+                    self._tiflash = False
+        return self._tiflash
+
+    def op_ensure(self, dimension: int) -> Op[TableInfo]:
+        """Create the table (with the vector index where possible) unless it exists."""
+        info = yield from self.op_info()
+        if info is not None:
+            if info.dimension is not None and info.dimension != dimension:
+                msg = (
+                    f"embedding dimension mismatch: table {self.name!r} stores "
+                    f"{info.dimension}-dimensional vectors, got {dimension}"
+                )
+                raise ValueError(msg)
+            return info
+        tiflash = yield from self.op_has_tiflash()
+        want_index = self.vector_index
+        if want_index is None:
+            want_index = tiflash and self.strategy.indexable
+        elif want_index and not self.strategy.indexable:
+            msg = f"no vector index exists for {self.strategy.value!r} distance"
+            raise ValueError(msg)
+        ddl = create_table_sql(self.name, dimension, self.strategy, with_index=bool(want_index))
+        try:
+            yield from write(sa.text(ddl))
+            index_ready = bool(want_index)
+        except sa.exc.DBAPIError as exc:
+            if not (want_index and indexes.is_missing_tiflash_error(exc)):
+                raise
+            plain = create_table_sql(self.name, dimension, self.strategy, with_index=False)
+            yield from write(sa.text(plain))
+            index_ready = False
+        created = yield from self.op_info()
+        if created is None:  # dropped again by another process in between
+            msg = f"table {self.name!r} disappeared right after it was created"
+            raise RuntimeError(msg)
+        # CREATE ... IF NOT EXISTS may have met a table made concurrently: trust what exists.
+        self.index_ready = self.index_ready or index_ready
+        return created
+
+    def say_exact_once(self) -> None:
+        """Log once per store that searches are exact scans (no vector index)."""
+        if not self._warned_exact:
+            self._warned_exact = True
+            logger.warning(
+                "TiDB table %r has no vector index (no TiFlash on this server, or disabled): "
+                "searches are exact kNN scans",
+                self.name,
+            )

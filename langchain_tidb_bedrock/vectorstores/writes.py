@@ -1,0 +1,274 @@
+"""The write pipeline: validate a whole input, embed, and upsert it in bounded transactions.
+
+Sized inputs (lists) are checked completely before anything is written; generators are consumed
+batch by batch so memory stays flat, each batch checked before it is written. Batches go in with
+``LOAD DATA LOCAL ... REPLACE`` where the server allows it, else with a multi-row upsert.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import islice
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from tqdm.auto import tqdm
+
+from langchain_tidb_bedrock.errors import LoadDataWarningError, WriteError
+from langchain_tidb_bedrock.vectorstores.bulk import LoadRows, is_load_data_refused
+from langchain_tidb_bedrock.vectorstores.encoding import encode_metadata, encode_vectors, to_matrix
+from langchain_tidb_bedrock.vectorstores.runner import Op, embed_documents, write
+from langchain_tidb_bedrock.vectorstores.schema import ID_LENGTH, DistanceStrategy
+from langchain_tidb_bedrock.vectorstores.table import TableState
+
+__all__ = ["Writer"]
+
+logger = logging.getLogger("langchain_tidb_bedrock.vectorstores")
+
+# Write transactions stay far below TiDB's 100 MB limit; one row may not exceed 6 MB.
+_TXN_BYTES = 16 * 2**20
+_ENTRY_BYTES = 6 * 2**20 - 64 * 2**10
+
+
+def check_text(position: int, text: object) -> None:
+    """Refuse a non-string text, naming its position."""
+    if not isinstance(text, str):
+        msg = f"text at position {position} must be a string, got {type(text).__name__}"
+        raise ValueError(msg)
+
+
+def _check_entry(position: int, size: int) -> None:
+    if size > _ENTRY_BYTES:
+        msg = (
+            f"document at position {position} is {size / 2**20:.1f} MiB with its vector and "
+            f"metadata; TiDB stores at most {_ENTRY_BYTES / 2**20:.0f} MiB per row: split it "
+            "into smaller documents"
+        )
+        raise ValueError(msg)
+
+
+def _row_bytes(row: tuple[str, ...]) -> int:
+    # Characters are a lower bound on UTF-8 bytes; only long text is worth encoding to measure.
+    return sum(len(v) if len(v) < 2**18 else len(v.encode()) for v in row)
+
+
+def _is_matrix(vectors: object) -> bool:
+    return isinstance(vectors, np.ndarray)
+
+
+class Writer:
+    """Adds documents to one table: validation, embedding, batching and the bulk path."""
+
+    def __init__(
+        self, table: TableState, *, batch_size: int, show_progress: bool, bulk_load: bool
+    ) -> None:
+        """Keep the settings; no I/O."""
+        self.table = table
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+        self.bulk_load = bulk_load
+
+    def _prepare_ids(self, ids: Sequence[str | None] | None, count: int | None) -> list[str] | None:
+        if ids is None:
+            return None
+        id_list = list(ids)
+        if count is not None and len(id_list) != count:
+            msg = f"got {count} texts but {len(id_list)} ids; pass one id per text"
+            raise ValueError(msg)
+        return [str(uuid.uuid4()) if i is None else i for i in id_list]
+
+    def _check_batch_ids(
+        self, batch_ids: list[str], seen: set[str], offset: int, limit: int
+    ) -> None:
+        for n, doc_id in enumerate(batch_ids, start=offset):
+            if not isinstance(doc_id, str) or not doc_id:
+                msg = f"id at position {n} must be a non-empty string, got {doc_id!r}"
+                raise ValueError(msg)
+            if len(doc_id) > limit:
+                msg = f"id at position {n} is {len(doc_id)} characters; this table allows {limit}"
+                raise ValueError(msg)
+            if doc_id in seen:
+                msg = f"duplicate id {doc_id!r} at position {n}: ids must be unique in one call"
+                raise ValueError(msg)
+            seen.add(doc_id)
+
+    def op_add(
+        self,
+        texts: Iterable[str],
+        metadatas: Iterable[dict[str, Any] | None] | None,
+        ids: Sequence[str | None] | None,
+        vectors: Iterable[Sequence[float]] | None,
+        batch_size: int | None,
+    ) -> Op[list[str]]:
+        """Validate, embed (unless vectors are given) and upsert in batches.
+
+        Sized inputs are validated completely before anything is written. Unsized inputs
+        (generators) are consumed batch by batch so memory stays flat, each batch checked
+        before it is written.
+        """
+        size = batch_size or self.batch_size
+        sized = isinstance(texts, Sequence)
+        count = len(texts) if isinstance(texts, Sequence) else None
+        id_list = self._prepare_ids(ids, count)
+        info = yield from self.table.op_info()
+        id_limit = info.id_length if info is not None and info.id_length else ID_LENGTH
+        reject_zero = self.table.strategy is DistanceStrategy.COSINE
+        validated: Any = None  # sized precomputed vectors, checked as one matrix
+
+        if sized:
+            text_list = list(texts)
+            meta_list = list(metadatas) if metadatas is not None else None
+            if meta_list is not None and len(meta_list) != len(text_list):
+                msg = f"got {len(text_list)} texts but {len(meta_list)} metadatas"
+                raise ValueError(msg)
+            for n, t in enumerate(text_list):
+                check_text(n, t)
+            encoded_meta = [encode_metadata(m, n) for n, m in enumerate(meta_list or [])]
+            for n, text in enumerate(text_list):  # the vector is added per batch, checked there
+                _check_entry(n, _row_bytes((text, encoded_meta[n] if encoded_meta else "")))
+            if id_list is not None:
+                self._check_batch_ids(id_list, set(), 0, id_limit)
+            vec_list = list(vectors) if vectors is not None and not _is_matrix(vectors) else None
+            if vectors is not None:
+                # Validated once here; batches below are slices of this matrix.
+                validated = to_matrix(
+                    vectors if vec_list is None else vec_list,  # type: ignore[arg-type]
+                    self.table.dimension,
+                    reject_zero=reject_zero,
+                )
+                if len(validated) != len(text_list):
+                    msg = f"got {len(text_list)} texts but {len(validated)} embeddings"
+                    raise ValueError(msg)
+            rows: Iterator[tuple[str, dict[str, Any] | str | None, str | None, Any]] = (
+                (
+                    text_list[n],
+                    encoded_meta[n] if meta_list is not None else "{}",
+                    id_list[n] if id_list is not None else None,
+                    None,
+                )
+                for n in range(len(text_list))
+            )
+        else:
+            meta_iter = iter(metadatas) if metadatas is not None else None
+            vec_iter = iter(vectors) if vectors is not None else None
+            id_iter = iter(id_list) if id_list is not None else None
+            rows = self._zip_stream(texts, meta_iter, id_iter, vec_iter)
+
+        result_ids: list[str] = []
+        seen: set[str] = set(id_list or []) if sized else set()
+        bar = tqdm(
+            total=count, unit="doc", desc=f"TiDB {self.table.name}", disable=not self.show_progress
+        )
+        try:
+            while True:
+                batch = list(islice(rows, size))
+                if not batch:
+                    break
+                offset = len(result_ids)
+                b_texts = [r[0] for r in batch]
+                b_meta = [
+                    r[1] if isinstance(r[1], str) else encode_metadata(r[1], offset + n)
+                    for n, r in enumerate(batch)
+                ]
+                b_ids = [r[2] if r[2] is not None else str(uuid.uuid4()) for r in batch]
+                if not sized:
+                    self._check_batch_ids(b_ids, seen, offset, id_limit)
+                if validated is not None:
+                    raw_vectors: Any = validated[offset : offset + len(batch)]
+                elif batch[0][3] is not None:
+                    raw_vectors = [r[3] for r in batch]
+                else:
+                    raw_vectors = yield from embed_documents(b_texts)
+                    if len(raw_vectors) != len(b_texts):
+                        msg = (
+                            f"the embedding model returned {len(raw_vectors)} vectors "
+                            f"for {len(b_texts)} texts"
+                        )
+                        raise ValueError(msg)
+                matrix = (
+                    raw_vectors
+                    if validated is not None
+                    else to_matrix(raw_vectors, self.table.dimension, reject_zero=reject_zero)
+                )
+                if info is None or self.table.dimension is None:
+                    info = yield from self.table.op_ensure(int(matrix.shape[1]))
+                params = list(zip(b_ids, encode_vectors(matrix), b_texts, b_meta, strict=True))
+                yield from self.op_write_rows(params, offset)
+                result_ids.extend(b_ids)
+                bar.update(len(batch))
+        finally:
+            bar.close()
+        return result_ids
+
+    def op_write_rows(self, params: list[tuple[str, str, str, str]], offset: int) -> Op[None]:
+        """Write encoded rows (id, vector, text, meta); ``offset`` positions them in the input.
+
+        One transaction per slice of at most 16 MiB, far below TiDB's 100 MB limit even when
+        documents are large; a single row over TiDB's 6 MB entry limit is refused first. A
+        failing slice raises :class:`WriteError` saying how many rows were committed before it.
+        """
+        sizes = [_row_bytes(row) for row in params]
+        for n, row_size in enumerate(sizes):  # all rows checked before any is written
+            _check_entry(offset + n, row_size)
+        slices: list[list[tuple[str, str, str, str]]] = [[]]
+        size = 0
+        for row, row_size in zip(params, sizes, strict=True):
+            if slices[-1] and size + row_size > _TXN_BYTES:
+                slices.append([])
+                size = 0
+            slices[-1].append(row)
+            size += row_size
+        start = offset
+        for chunk in slices:
+            try:
+                yield from self._write_chunk(chunk)
+            except sa.exc.DBAPIError as exc:
+                raise WriteError(self.table.name, start, len(chunk), start, exc) from exc
+            start += len(chunk)
+
+    def _write_chunk(self, params: list[tuple[str, str, str, str]]) -> Op[None]:
+        upsert = self.table.queries.upsert_sql
+        if not self.bulk_load:
+            yield from write((upsert, params))
+            return
+        try:
+            yield from write(LoadRows(self.table.name, params, upsert))
+        except (LoadDataWarningError, PermissionError):
+            # Warnings mean TiDB would alter the data; a refused file request means the server
+            # asked for a file it was not given. Neither is retried with INSERT.
+            raise
+        except Exception as exc:
+            if is_load_data_refused(exc):
+                self.bulk_load = False
+                logger.warning("TiDB refuses LOAD DATA LOCAL (%s): writing with INSERT", exc)
+            # This batch goes through INSERT; a passing fault keeps the fast path for the next.
+            yield from write((upsert, params))
+
+    @staticmethod
+    def _zip_stream(
+        texts: Iterable[str],
+        metas: Iterator[dict[str, Any] | None] | None,
+        ids: Iterator[str] | None,
+        vectors: Iterator[Sequence[float]] | None,
+    ) -> Iterator[tuple[str, dict[str, Any] | None, str | None, Any]]:
+        for n, text in enumerate(texts):
+            check_text(n, text)
+            try:
+                meta = next(metas) if metas is not None else None
+                doc_id = next(ids) if ids is not None else None
+                vec = next(vectors) if vectors is not None else None
+            except StopIteration:
+                msg = f"metadatas, ids or embeddings ran out at position {n}: lengths differ"
+                raise ValueError(msg) from None
+            yield text, meta, doc_id, vec
+
+    def op_update_metadata(self, metadata: Mapping[str, dict[str, Any]]) -> Op[int]:
+        """Replace the metadata of existing rows by id, in one transaction; rows matched."""
+        params = [(encode_metadata(m, n), i) for n, (i, m) in enumerate(metadata.items())]
+        info = yield from self.table.op_info()
+        if info is None or not params:
+            return 0
+        return (yield from write((self.table.queries.update_meta_sql(), params)))
