@@ -1,7 +1,9 @@
-"""Shared fixtures: one real TiDB for the session, and the local Bedrock stand-in.
+"""Shared fixtures: real TiDB servers for the session, and the local Bedrock stand-in.
 
-``TIDB_URL`` points the whole suite at another TiDB (TiDB Cloud, a full cluster); otherwise a
-LocalTiDB (tidb-server, unistore) is started once for the session and stopped at the end.
+``TIDB_URL`` points the whole suite at another TiDB (TiDB Cloud, a full cluster). Otherwise a
+LocalTiDB (tidb-server, unistore) is started once for the session, and tests marked ``tiflash``
+get a second one, ``LocalTiDB(tiflash=True)`` with mock TiFlash stores, started on first use:
+for them ``tidb_url``, ``tidb_engine`` and everything built on those point at that server.
 """
 
 from __future__ import annotations
@@ -33,15 +35,51 @@ def _has_tiflash(url: str) -> bool:
         engine.dispose()
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Route tiflash-marked tests to the mock-TiFlash server by parametrizing the session-scoped
+    # `tidb_kind`; pytest groups the tests of each kind, and both servers live for the session.
+    if metafunc.definition.get_closest_marker("tiflash") and "tidb_kind" in metafunc.fixturenames:
+        metafunc.parametrize("tidb_kind", ["tiflash"], indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def tidb_url() -> Iterator[str]:
-    """URL of a real TiDB: ``TIDB_URL`` if set, else a LocalTiDB for this session."""
-    url = os.environ.get("TIDB_URL")
-    if url:
-        yield url
-        return
+def local_tidb() -> Iterator[LocalTiDB]:
+    """A stock LocalTiDB for the session (also when ``TIDB_URL`` is set), started on first use."""
     with LocalTiDB() as server:
-        yield server.url
+        yield server
+
+
+@pytest.fixture(scope="session")
+def local_tidb_tiflash() -> Iterator[LocalTiDB]:
+    """A ``LocalTiDB(tiflash=True)`` for the session, started on first use."""
+    with LocalTiDB(tiflash=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def plain_tidb_url(request: pytest.FixtureRequest) -> str:
+    """``TIDB_URL`` if set, else the session's stock LocalTiDB."""
+    url = os.environ.get("TIDB_URL")
+    return url or request.getfixturevalue("local_tidb").url
+
+
+@pytest.fixture(scope="session")
+def tiflash_tidb_url(request: pytest.FixtureRequest) -> str:
+    """``TIDB_URL`` if set (its TiFlash decides), else the session's mock-TiFlash LocalTiDB."""
+    url = os.environ.get("TIDB_URL")
+    return url or request.getfixturevalue("local_tidb_tiflash").url
+
+
+@pytest.fixture(scope="session")
+def tidb_kind(request: pytest.FixtureRequest) -> str:
+    """``"tiflash"`` for tests marked ``tiflash``, else ``"plain"``."""
+    return str(getattr(request, "param", "plain"))
+
+
+@pytest.fixture(scope="session")
+def tidb_url(tidb_kind: str, request: pytest.FixtureRequest) -> str:
+    """URL of the real TiDB this test runs on (see the module docstring)."""
+    return str(request.getfixturevalue(f"{tidb_kind}_tidb_url"))
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Command line for the local stand-ins.
 
-python -m langchain_tidb_bedrock.local tidb {build,start,stop,status}
+python -m langchain_tidb_bedrock.local tidb {build,start,stop,status} [--tiflash]
 python -m langchain_tidb_bedrock.local bedrock [--port N] [--latency SECONDS]
     [--throttle-rate FRACTION] [--retry-after-ms MS]
     [--requests-per-minute N] [--tokens-per-minute N] [--tokens-per-day N]
@@ -54,7 +54,7 @@ def _alive(pid: int) -> bool:
 
 def _tidb(args: argparse.Namespace) -> int:
     if args.action == "build":
-        print(build_tidb_server())
+        print(build_tidb_server(tiflash=args.tiflash))
         return 0
     if args.action == "start":
         state = _read_state()
@@ -62,7 +62,13 @@ def _tidb(args: argparse.Namespace) -> int:
             print(f"already running: mysql+pymysql://root@127.0.0.1:{state['port']}/test")
             return 0
         data = Path(args.data_dir) if args.data_dir else cache_dir() / "local-tidb"
-        server = LocalTiDB(port=args.port, status_port=args.status_port, data_dir=data, detach=True)
+        server = LocalTiDB(
+            port=args.port,
+            status_port=args.status_port,
+            data_dir=data,
+            detach=True,
+            tiflash=args.tiflash,
+        )
         server.start()
         _state_file().parent.mkdir(parents=True, exist_ok=True)
         _state_file().write_text(
@@ -124,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     tidb.add_argument("--port", type=int, default=4000)
     tidb.add_argument("--status-port", type=int, default=10080)
     tidb.add_argument("--data-dir", default=None)
+    tidb.add_argument(
+        "--tiflash",
+        action="store_true",
+        help="the variant with mock TiFlash stores (vector indexes); built next to the stock one",
+    )
     bedrock = sub.add_parser("bedrock", help="serve the local bedrock-runtime stand-in")
     bedrock.add_argument("--host", default="127.0.0.1")
     bedrock.add_argument("--port", type=int, default=8000)

@@ -2,7 +2,9 @@
 
 The binary is built from the Go module proxy by ``tidb_build/build.sh`` into a cache outside any
 repository, keyed by TiDB version. Unistore gives real VECTOR columns and ``VEC_*`` functions
-(exact kNN); vector indexes and full-text search need TiFlash, which it cannot have.
+(exact kNN). Vector indexes need TiFlash: the ``tiflash=True`` variant (``build.sh tiflash``) adds
+mock TiFlash stores, so index DDL, TiFlash replicas and ``annIndex`` plans are TiDB's real ones,
+while the "ANN" search itself runs as an exact TopN. Full-text search exists in neither.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import atexit
 import contextlib
 import ctypes
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -31,6 +34,7 @@ __all__ = [
     "build_tidb_server",
     "cache_dir",
     "find_tidb_server",
+    "make_test_certificates",
 ]
 
 # A v8.5-line commit that compiles and starts under Go 1.26 (see tidb_build/build.sh).
@@ -69,29 +73,37 @@ def _version() -> str:
     return os.environ.get("TIDB_VER", DEFAULT_TIDB_VERSION)
 
 
-def find_tidb_server() -> Path | None:
+def find_tidb_server(*, tiflash: bool = False) -> Path | None:
     """Return the tidb-server binary to use, or None when none is built yet.
 
-    ``TIDB_SERVER_BIN`` wins; then the cached build for the pinned version; then ``PATH``.
+    ``TIDB_SERVER_BIN`` (``TIDB_SERVER_TIFLASH_BIN`` for the mock-TiFlash variant) wins; then the
+    cached build for the pinned version; then ``PATH``.
     """
-    explicit = os.environ.get("TIDB_SERVER_BIN")
+    name = "tidb-server-tiflash" if tiflash else "tidb-server"
+    explicit = os.environ.get("TIDB_SERVER_TIFLASH_BIN" if tiflash else "TIDB_SERVER_BIN")
     if explicit:
         return Path(explicit) if Path(explicit).is_file() else None
-    cached = cache_dir() / "tidb-server" / _version() / "bin" / "tidb-server"
+    cached = cache_dir() / "tidb-server" / _version() / "bin" / name
     if cached.is_file():
         return cached
-    on_path = shutil.which("tidb-server")
+    on_path = shutil.which(name)
     return Path(on_path) if on_path else None
 
 
-def build_tidb_server(*, quiet: bool = False) -> Path:
+def build_tidb_server(*, quiet: bool = False, tiflash: bool = False) -> Path:
     """Build (or reuse) tidb-server from the Go module proxy and return its path.
 
-    A cold build takes 10-25 minutes on 2 cores; a cached one returns at once.
+    A cold build takes 10-25 minutes on 2 cores; a cached one returns at once. ``tiflash=True``
+    builds the mock-TiFlash variant ``tidb-server-tiflash`` next to the stock binary: with the
+    stock build's Go cache warm that is a relink of about a minute.
     """
     env = {**os.environ, "TIDB_VER": _version(), "LTB_CACHE_DIR": str(cache_dir())}
     proc = subprocess.run(  # noqa: S603 - our own script, fixed arguments
-        [shutil.which("bash") or "/bin/bash", str(_BUILD_SCRIPT)],
+        [
+            shutil.which("bash") or "/bin/bash",
+            str(_BUILD_SCRIPT),
+            "tiflash" if tiflash else "stock",
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL if quiet else None,
@@ -105,10 +117,64 @@ def build_tidb_server(*, quiet: bool = False) -> Path:
     return Path(lines[-1])
 
 
+def _toml_path(path: Path) -> str:
+    return str(path).replace("\\", "/")
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _openssl(*args: str) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        msg = "LocalTiDB(tls=True) needs the openssl command to make its test certificate"
+        raise LocalTiDBError(msg)
+    proc = subprocess.run(  # noqa: S603 - fixed arguments, no shell
+        [openssl, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False
+    )
+    if proc.returncode != 0:
+        msg = f"openssl {args[0]} failed: {proc.stderr.strip()}"
+        raise LocalTiDBError(msg)
+
+
+def make_test_certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """Write a throwaway CA and a server certificate for 127.0.0.1/localhost into ``directory``.
+
+    Returns ``(ca_cert, server_cert, server_key)``. The CA key is deleted once the server
+    certificate is signed, so nothing else can ever be signed by that CA. Valid for two days.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca = directory / "ca.key", directory / "ca.pem"
+    key, csr, cert = directory / "server.key", directory / "server.csr", directory / "server.pem"
+    ext = directory / "server.ext"
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    _openssl(
+        "req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca), "-days", "2",
+        "-subj", "/CN=LocalTiDB throwaway test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    )  # fmt: skip
+    _openssl("req", "-new", *ec, "-keyout", str(key), "-out", str(csr), "-subj", "/CN=localhost")
+    # Python's default context verifies strictly (X509_STRICT): key ids and usages must be there.
+    ext.write_text(
+        "basicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature\n"
+        "extendedKeyUsage=serverAuth\n"
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+        "subjectKeyIdentifier=hash\n"
+        "authorityKeyIdentifier=keyid,issuer\n"
+    )
+    _openssl(
+        "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+        "-set_serial", str(secrets.randbits(63)), "-days", "2", "-extfile", str(ext),
+        "-out", str(cert),
+    )  # fmt: skip
+    for leftover in (ca_key, csr, ext):
+        leftover.unlink()
+    return ca, cert, key
 
 
 def _load_prctl() -> Any:
@@ -134,11 +200,16 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
 class LocalTiDB:
     """A tidb-server process on loopback with the embedded unistore store.
 
+    ``tiflash=True`` runs the mock-TiFlash variant (vector indexes, TiFlash replicas, ``annIndex``
+    plans); ``tls=True`` serves TLS with a certificate made at start, signed by a throwaway CA
+    whose certificate is :attr:`ca_path`.
+
     Setup:
         Build the server once (cached outside the repo, keyed by version):
 
         ```bash
         python -m langchain_tidb_bedrock.local tidb build
+        python -m langchain_tidb_bedrock.local tidb build --tiflash  # the mock-TiFlash variant
         ```
 
     Instantiate:
@@ -147,6 +218,10 @@ class LocalTiDB:
 
         with LocalTiDB() as tidb:  # temp data dir, free ports
             print(tidb.url)  # mysql+pymysql://root@127.0.0.1:PORT/test
+
+        with LocalTiDB(tiflash=True, tls=True) as tidb:
+            store = TiDBVectorStore(emb, connection_string=tidb.url, tls=True,
+                                    ca_path=str(tidb.ca_path))
         ```
 
     Args:
@@ -156,6 +231,8 @@ class LocalTiDB:
         binary: the tidb-server executable; found with :func:`find_tidb_server` when None.
         startup_timeout: seconds to wait for the server to answer.
         detach: leave the server running after this process exits (for ``tidb start``).
+        tiflash: run the mock-TiFlash variant (``tidb-server-tiflash``).
+        tls: serve TLS with a certificate for 127.0.0.1/localhost made at start.
     """
 
     def __init__(
@@ -167,6 +244,8 @@ class LocalTiDB:
         binary: str | os.PathLike[str] | None = None,
         startup_timeout: float = 180.0,
         detach: bool = False,
+        tiflash: bool = False,
+        tls: bool = False,
     ) -> None:
         self.port = port or _free_port()
         self.status_port = status_port or _free_port()
@@ -177,6 +256,8 @@ class LocalTiDB:
         self.binary = Path(binary) if binary is not None else None
         self.startup_timeout = startup_timeout
         self.detach = detach
+        self.tiflash = tiflash
+        self.tls = tls
         self._proc: subprocess.Popen[bytes] | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
@@ -184,6 +265,11 @@ class LocalTiDB:
     def url(self) -> str:
         """SQLAlchemy URL of the server (user root, no password, database ``test``)."""
         return f"mysql+pymysql://root@127.0.0.1:{self.port}/test"
+
+    @property
+    def ca_path(self) -> Path | None:
+        """The throwaway CA certificate that signed the server's certificate (``tls=True``)."""
+        return self._workdir() / "tls" / "ca.pem" if self.tls else None
 
     @property
     def pid(self) -> int | None:
@@ -206,20 +292,29 @@ class LocalTiDB:
         """Start the server and wait until it answers SQL; returns self."""
         if self._proc is not None:
             return self
-        binary = self.binary or find_tidb_server()
+        binary = self.binary or find_tidb_server(tiflash=self.tiflash)
         if binary is None or not Path(binary).is_file():
+            flag, env = (
+                (" --tiflash", "TIDB_SERVER_TIFLASH_BIN")
+                if self.tiflash
+                else ("", "TIDB_SERVER_BIN")
+            )
             msg = (
                 "tidb-server is not built yet. Build it once (5-25 min, needs Go and a C "
-                "compiler) with `python -m langchain_tidb_bedrock.local tidb build` "
+                f"compiler) with `python -m langchain_tidb_bedrock.local tidb build{flag}` "
                 "or `make tidb`, "
-                "or set TIDB_SERVER_BIN to an existing binary, or TIDB_URL to a running TiDB."
+                f"or set {env} to an existing binary, or TIDB_URL to a running TiDB."
             )
             raise LocalTiDBError(msg)
         work = self._workdir()
         work.mkdir(parents=True, exist_ok=True)
         config = work / "tidb.toml"
         # The slow log defaults to the current directory: keep it in the work dir instead.
-        config.write_text(_CONFIG.format(slow_log=str(work / "tidb-slow.log").replace("\\", "/")))
+        text = _CONFIG.format(slow_log=_toml_path(work / "tidb-slow.log"))
+        if self.tls:
+            _, cert, key = make_test_certificates(work / "tls")
+            text += f'[security]\nssl-cert = "{_toml_path(cert)}"\nssl-key = "{_toml_path(key)}"\n'
+        config.write_text(text)
         store = work / "store"
         args = [
             str(binary),
@@ -319,4 +414,5 @@ class LocalTiDB:
 
     def __repr__(self) -> str:
         state = "running" if self._proc is not None else "stopped"
-        return f"LocalTiDB(port={self.port}, status_port={self.status_port}, {state})"
+        extras = "".join(f", {k}=True" for k in ("tiflash", "tls") if getattr(self, k))
+        return f"LocalTiDB(port={self.port}, status_port={self.status_port}{extras}, {state})"

@@ -1,0 +1,1 @@
+"""Test instruments shared by the test suites (importable as ``helpers``)."""
