@@ -14,7 +14,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from langchain_tidb_bedrock.vectorstores.filters import validate_filter
+from langchain_tidb_bedrock.vectorstores.filters import split_path, validate_filter
 
 __all__ = [
     "FIELD_KEYS",
@@ -31,7 +31,7 @@ _ORDER = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.
 
 def _lookup(metadata: Mapping[str, Any], path: str) -> Any:
     cur: Any = metadata
-    for seg in path.split("."):
+    for seg in split_path(path):
         # A path through a non-object (scalar, list, null) is missing, as in JSON_EXTRACT.
         if not isinstance(cur, dict) or seg not in cur:
             return _MISSING
@@ -100,6 +100,13 @@ def _ops(stored: Any, ops: Mapping[str, Any]) -> bool:
             ok = (stored is not _MISSING) == arg
         elif op == "$like":
             ok = isinstance(stored, str) and like_to_regex(arg).fullmatch(stored) is not None
+        elif op == "$ilike":
+            ok = (
+                isinstance(stored, str)
+                and like_to_regex(arg.lower()).fullmatch(stored.lower()) is not None
+            )
+        elif op == "$contains":
+            ok = isinstance(stored, list) and any(_cmp(item, "=", arg) for item in stored)
         elif op == "$not":
             ok = not _ops(stored, arg)
         else:  # pragma: no cover - validate_filter rejects it first
@@ -116,7 +123,8 @@ def _eval(node: Mapping[str, Any], metadata: Mapping[str, Any]) -> bool:
         elif key == "$or":
             ok = any(_eval(c, metadata) for c in value)
         elif key == "$not":
-            ok = not _eval(value, metadata)
+            negated = value if isinstance(value, list) else [value]
+            ok = not any(_eval(c, metadata) for c in negated)
         else:
             stored = _lookup(metadata, key)
             ok = _ops(stored, value) if isinstance(value, Mapping) else _cmp(stored, "=", value)
@@ -133,8 +141,9 @@ def matches(filter: Mapping[str, Any] | None, metadata: Mapping[str, Any]) -> bo
 
 # --------------------------------------------------------------------------- strategies
 
-#: Field paths the filters use; ``n`` is a nested object (sometimes a scalar, then missing).
-FIELD_KEYS = ("a", "b", "c", "n.x", "n.y")
+#: Field paths the filters use; ``n`` is a nested object (sometimes a scalar, then missing),
+#: ``t`` a list (sometimes a scalar), ``d.k`` the one key "d.k" (an escaped dot).
+FIELD_KEYS = ("a", "b", "c", "n.x", "n.y", "t", "d\\.k")
 
 _NUMBERS = st.one_of(
     st.integers(-3, 3),
@@ -151,13 +160,19 @@ def scalar_strategy() -> st.SearchStrategy[Any]:
 
 
 def metadata_strategy() -> st.SearchStrategy[dict[str, Any]]:
-    """Metadata dicts over keys a, b, c and a nested object n = {x, y}; any key may be missing."""
+    """Metadata over keys a, b, c, a nested object n = {x, y}, a list t and the key "d.k".
+
+    Any key may be missing.
+    """
     leaf = scalar_strategy()
     nested = st.one_of(
         st.fixed_dictionaries({}, optional={"x": leaf, "y": leaf}),
         leaf,  # n is a scalar: n.x / n.y are then missing
     )
-    return st.fixed_dictionaries({}, optional={"a": leaf, "b": leaf, "c": leaf, "n": nested})
+    tags = st.one_of(st.lists(leaf, max_size=3), leaf)
+    return st.fixed_dictionaries(
+        {}, optional={"a": leaf, "b": leaf, "c": leaf, "n": nested, "t": tags, "d.k": leaf}
+    )
 
 
 def _orderable() -> st.SearchStrategy[Any]:
@@ -174,6 +189,8 @@ def _operator_pair() -> st.SearchStrategy[tuple[str, Any]]:
         st.tuples(st.just("$between"), between),
         st.tuples(st.just("$exists"), st.booleans()),
         st.tuples(st.just("$like"), st.text(alphabet="aA1%_\\é", max_size=4)),
+        st.tuples(st.just("$ilike"), st.text(alphabet="aAÉé1%_", max_size=4)),
+        st.tuples(st.just("$contains"), scalar),
     )
 
 
@@ -196,6 +213,7 @@ def filter_strategy() -> st.SearchStrategy[dict[str, Any]]:
             st.lists(children, min_size=1, max_size=3).map(lambda c: {"$and": c}),
             st.lists(children, min_size=1, max_size=3).map(lambda c: {"$or": c}),
             children.map(lambda c: {"$not": c}),
+            st.lists(children, min_size=1, max_size=2).map(lambda c: {"$not": c}),
             st.tuples(_field_filter(), children).map(lambda p: {**p[0], "$or": [p[1]]}),
         ),
         max_leaves=6,

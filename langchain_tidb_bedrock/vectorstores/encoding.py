@@ -15,6 +15,7 @@ import numpy.typing as npt
 import orjson
 
 __all__ = [
+    "check_metadata",
     "decode_metadata",
     "decode_vector",
     "encode_metadata",
@@ -89,13 +90,77 @@ def decode_vector(text: str | bytes) -> list[float]:
     return out
 
 
+# TiDB refuses JSON nested deeper than 100 arrays/objects (error 3157).
+MAX_JSON_DEPTH = 100
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
+def _utf8(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
+
+
+def check_metadata(metadata: dict[str, Any], position: int) -> None:
+    """Refuse what TiDB would change or reject, naming the position and the key path.
+
+    Keys must be strings (others would become strings and could collide), integers must fit
+    int64/uint64 (others would become lossy doubles), strings must be valid UTF-8, and nesting
+    must stay within TiDB's depth limit. Iterative, so any depth fails cleanly.
+    """
+    stack: list[tuple[Any, str, int]] = [(metadata, "", 1)]
+    while stack:
+        value, path, depth = stack.pop()
+        where = f"metadata at position {position}" + (f", key {path!r}," if path else "")
+        if isinstance(value, (dict, list, tuple)):
+            if depth > MAX_JSON_DEPTH:
+                msg = f"{where} is nested deeper than TiDB's {MAX_JSON_DEPTH} levels"
+                raise ValueError(msg)
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    if not isinstance(key, str):
+                        msg = (
+                            f"{where} has the non-string key {key!r}: JSON keys are strings; "
+                            "convert it yourself so two keys cannot collide"
+                        )
+                        raise ValueError(msg)
+                    if not _utf8(key):
+                        msg = f"{where} has a key that is not valid UTF-8 (a lone surrogate)"
+                        raise ValueError(msg)
+                    stack.append((item, f"{path}.{key}" if path else key, depth + 1))
+            else:
+                for n, item in enumerate(value):
+                    stack.append((item, f"{path}[{n}]", depth + 1))
+        elif isinstance(value, bool) or value is None:
+            continue
+        elif isinstance(value, int):
+            if not _INT_MIN <= value <= _INT_MAX:
+                msg = (
+                    f"{where} holds the integer {value}, outside the 64-bit range TiDB stores "
+                    "exactly (it would come back as a rounded float); store it as a string"
+                )
+                raise ValueError(msg)
+        elif isinstance(value, str) and not _utf8(value):
+            msg = f"{where} holds a string that is not valid UTF-8 (a lone surrogate)"
+            raise ValueError(msg)
+
+
 def encode_metadata(metadata: Any, position: int) -> str:
-    """Metadata as JSON text; raises ValueError unless it is a JSON object of finite values."""
+    """Metadata as JSON text; raises ValueError unless TiDB can store it unchanged.
+
+    Floats keep their value but not always their type: TiDB prints the double ``1.0`` as
+    ``1`` and ``-0.0`` as ``-0``, so they come back as the equal integers ``1`` and ``0``.
+    """
     if metadata is None:
         return "{}"
     if not isinstance(metadata, dict):
         msg = f"metadata at position {position} must be a dict, got {type(metadata).__name__}"
         raise ValueError(msg)
+    check_metadata(metadata, position)
     try:
         # stdlib json on purpose: orjson would quietly turn NaN into null and datetimes into
         # strings, so the metadata would not round-trip.

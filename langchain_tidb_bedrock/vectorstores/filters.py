@@ -1,10 +1,11 @@
 r"""Mongo-style metadata filters compiled to TiDB JSON predicates.
 
 A filter is a dict. Keys starting with ``$`` are logical operators (``$and``, ``$or``: a
-non-empty list of filters; ``$not``: one filter); other keys are field paths, with dots for
-nesting (``"a.b"``). A field maps to a scalar (shorthand for ``$eq``) or to a dict of
-operators, all of which must hold: ``$eq $ne $gt $gte $lt $lte $in $nin $between $exists
-$like $not``. Several keys at one level are ANDed.
+non-empty list of filters; ``$not``: one filter, or a list of filters none of which may hold);
+other keys are field paths, with dots for nesting (``"a.b"``; ``"a\.b"`` is the one key
+``a.b``). A field maps to a scalar (shorthand for ``$eq``) or to a dict of operators, all of
+which must hold: ``$eq $ne $gt $gte $lt $lte $in $nin $between $exists $like $ilike
+$contains $not``. Several keys at one level are ANDed.
 
 Semantics (identical in SQL and in ``tests/filter_reference.py``):
 
@@ -15,7 +16,9 @@ Semantics (identical in SQL and in ``tests/filter_reference.py``):
 * Range operators (``$gt $gte $lt $lte $between``) take a number or a string and match only
   stored values of the same kind; strings compare by code point.
 * ``$like`` is SQL ``LIKE`` (``%``, ``_``, ``\\`` escapes the next character), case-sensitive,
-  on string values only.
+  on string values only; ``$ilike`` is the same after lower-casing both sides.
+* ``$contains`` takes a scalar and matches a stored array that has it as an element (JSON
+  equality, as ``$eq``); it never matches a string (use ``$like`` for substrings).
 * A missing field (or a path through a non-object) matches only ``$ne``, ``$nin``,
   ``$exists: False`` and negations; everything else is false for it.
 * Every SQL atom is wrapped so it is TRUE or FALSE, never NULL, so ``$not`` and ``$or`` follow
@@ -48,12 +51,25 @@ __all__ = [
 _RANGE_OPS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 LOGICAL_OPERATORS = frozenset({"$and", "$or", "$not"})
 FIELD_OPERATORS = frozenset(
-    {"$eq", "$ne", *_RANGE_OPS, "$in", "$nin", "$between", "$exists", "$like", "$not"}
+    {
+        "$eq",
+        "$ne",
+        *_RANGE_OPS,
+        "$in",
+        "$nin",
+        "$between",
+        "$exists",
+        "$like",
+        "$ilike",
+        "$contains",
+        "$not",
+    }
 )
 
-# Unicode word characters, hyphen and space: nothing that could end a quoted JSON path
-# segment or act as a path wildcard (quotes, backslash, $, *, [, ., etc.).
-_SEGMENT_RE = re.compile(r"[\w\- ]+")
+# Unicode word characters, hyphen, space and escaped dots: nothing that could end a quoted
+# JSON path segment or act as a path wildcard (quotes, backslash, $, *, [, etc.).
+_SEGMENT_RE = re.compile(r"[\w\- .]+")
+_UNESCAPED_DOT = re.compile(r"(?<!\\)\.")
 # Integers TiDB stores exactly in JSON (int64 / uint64); larger ones would become doubles.
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 _MAX_DEPTH = 64
@@ -71,14 +87,20 @@ def _where(loc: str) -> str:
 def _check_path(key: object, loc: str) -> list[str]:
     if not isinstance(key, str):
         raise FilterError(f"filter key {key!r}{_where(loc)} must be a string")
-    segments = key.split(".")
+    segments = split_path(key)
     for seg in segments:
         if not _SEGMENT_RE.fullmatch(seg):
             raise FilterError(
                 f"invalid field name {key!r}{_where(loc)}: each dot-separated segment must be "
-                "non-empty letters, digits, '_', '-' or space (no quotes, '$', '*', '[' or '\\')"
+                "non-empty letters, digits, '_', '-' or space (no quotes, '$', '*', '[' or '\\'"
+                "; write a literal dot in a key as '\\.')"
             )
     return segments
+
+
+def split_path(key: str) -> list[str]:
+    r"""A field key's path segments: dots separate, ``\.`` is a literal dot in a segment."""
+    return [seg.replace("\\.", ".") for seg in _UNESCAPED_DOT.split(key)]
 
 
 def _check_scalar(value: object, where: str) -> None:
@@ -144,9 +166,16 @@ def _validate_operators(ops: Mapping[Any, Any], loc: str, depth: int) -> None:
         elif op == "$exists":
             if not isinstance(arg, bool):
                 raise FilterError(f"$exists needs True or False{_where(loc)}, got {arg!r}")
-        elif op == "$like":
+        elif op in ("$like", "$ilike"):
             if not isinstance(arg, str):
-                raise FilterError(f"$like needs a string pattern{_where(loc)}, got {arg!r}")
+                raise FilterError(f"{op} needs a string pattern{_where(loc)}, got {arg!r}")
+            _check_scalar(arg, where)
+        elif op == "$contains":
+            if isinstance(arg, (list, tuple, set, Mapping)):
+                raise FilterError(
+                    f"$contains takes one value (an element the stored list must have)"
+                    f"{_where(loc)}, got {arg!r}"
+                )
             _check_scalar(arg, where)
         elif op == "$not":
             if not isinstance(arg, Mapping):
@@ -177,7 +206,13 @@ def _validate(node: object, loc: str, depth: int) -> None:
                 for i, item in enumerate(value):
                     _validate(item, f"{sub}[{i}]", depth + 1)
             elif key == "$not":
-                _validate(value, sub, depth + 1)
+                if isinstance(value, (list, tuple)):  # langchain-postgres' form: none may hold
+                    if not value:
+                        raise FilterError(f"$not needs a filter or a non-empty list{_where(loc)}")
+                    for i, item in enumerate(value):
+                        _validate(item, f"{sub}[{i}]", depth + 1)
+                else:
+                    _validate(value, sub, depth + 1)
             else:
                 raise FilterError(
                     f"unknown logical operator {key!r}{_where(loc)}; "
@@ -306,6 +341,17 @@ class _Field:
         text = sa.func.JSON_UNQUOTE(self.value, type_=sa.String).collate("utf8mb4_bin")
         return _never_null(sa.and_(self.kind_of(""), text.like(_bind(pattern))))
 
+    def ilike(self, pattern: str) -> sa.ColumnElement[bool]:
+        text = sa.func.LOWER(sa.func.JSON_UNQUOTE(self.value, type_=sa.String), type_=sa.String)
+        lowered = sa.func.LOWER(_bind(pattern), type_=sa.String)
+        return _never_null(sa.and_(self.kind_of(""), text.collate("utf8mb4_bin").like(lowered)))
+
+    def contains(self, value: Any) -> sa.ColumnElement[bool]:
+        # MEMBER OF compares as JSON (1 matches 1.0, never "1" or true) and can use a
+        # multi-valued index; the ARRAY guard stops a scalar matching itself.
+        member = _op(_json_value(value), "MEMBER OF", sa.sql.elements.Grouping(self.value))
+        return _never_null(sa.and_(_is_type(self.jtype, "ARRAY"), member))
+
     def exists(self) -> sa.ColumnElement[bool]:
         return self.value.is_not(None)
 
@@ -328,6 +374,10 @@ def _compile_operators(field: _Field, ops: Mapping[str, Any]) -> sa.ColumnElemen
             parts.append(field.exists() if arg else sa.not_(field.exists()))
         elif op == "$like":
             parts.append(field.like(arg))
+        elif op == "$ilike":
+            parts.append(field.ilike(arg))
+        elif op == "$contains":
+            parts.append(field.contains(arg))
         elif op == "$not":
             parts.append(sa.not_(_compile_operators(field, arg)))
         else:  # pragma: no cover - validation rejects unknown operators first
@@ -342,9 +392,10 @@ def _compile(node: Mapping[str, Any], meta: sa.ColumnElement[Any]) -> sa.ColumnE
             children = [_compile(child, meta) for child in value]
             parts.append(sa.and_(*children) if key == "$and" else sa.or_(*children))
         elif key == "$not":
-            parts.append(sa.not_(_compile(value, meta)))
+            negated = value if isinstance(value, (list, tuple)) else [value]
+            parts.extend(sa.not_(_compile(child, meta)) for child in negated)
         else:
-            field = _Field(meta, key.split("."))
+            field = _Field(meta, split_path(key))
             parts.append(
                 _compile_operators(field, value) if isinstance(value, Mapping) else field.eq(value)
             )

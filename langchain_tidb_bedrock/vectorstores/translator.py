@@ -35,8 +35,9 @@ def _plain_value(value: Any) -> Any:
 class TiDBTranslator(Visitor):
     """Translate a ``StructuredQuery`` into the ``filter=`` dict of the TiDB vector store.
 
-    ``contain`` becomes ``$like`` with ``%value%`` (wildcards in the value escaped); ``in`` /
-    ``nin`` with a scalar are treated as a one-element list.
+    ``contain`` matches a list attribute that has the value (``$contains``) or, for a string
+    value, a string attribute that has it as a substring (``$like`` with ``%value%``, wildcards
+    escaped); ``in`` / ``nin`` with a scalar are treated as a one-element list.
     """
 
     # Every comparator and operator LangChain defines is supported.
@@ -57,7 +58,11 @@ class TiDBTranslator(Visitor):
         comparator = comparison.comparator
         value = _plain_value(comparison.value)
         if comparator == Comparator.CONTAIN:
-            return {comparison.attribute: {"$like": f"%{_escape_like(str(value))}%"}}
+            member = {comparison.attribute: {"$contains": value}}
+            if not isinstance(value, str):
+                return member
+            substring = {comparison.attribute: {"$like": f"%{_escape_like(value)}%"}}
+            return {"$or": [member, substring]}
         if comparator in (Comparator.IN, Comparator.NIN):
             value = (
                 [_plain_value(v) for v in value] if isinstance(value, (list, tuple)) else [value]

@@ -33,11 +33,28 @@ _TXN_BYTES = 16 * 2**20
 _ENTRY_BYTES = 6 * 2**20 - 64 * 2**10
 
 
-def check_text(position: int, text: object) -> None:
-    """Refuse a non-string text, naming its position."""
+def check_text(position: int, text: object, *, to_embed: bool = False) -> None:
+    """Refuse a text TiDB or the embedding model would reject, naming its position."""
     if not isinstance(text, str):
         msg = f"text at position {position} must be a string, got {type(text).__name__}"
         raise ValueError(msg)
+    if to_embed and not text.strip():
+        msg = (
+            f"text at position {position} is empty or whitespace only: the embedding model "
+            "cannot embed it"
+        )
+        raise ValueError(msg)
+    if not text.isascii() and not _is_utf8(text):
+        msg = f"text at position {position} is not valid UTF-8 (it has a lone surrogate)"
+        raise ValueError(msg)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_entry(position: int, size: int) -> None:
@@ -87,6 +104,9 @@ class Writer:
             if not isinstance(doc_id, str) or not doc_id:
                 msg = f"id at position {n} must be a non-empty string, got {doc_id!r}"
                 raise ValueError(msg)
+            if not doc_id.isascii() and not _is_utf8(doc_id):
+                msg = f"id at position {n} is not valid UTF-8 (it has a lone surrogate)"
+                raise ValueError(msg)
             if len(doc_id) > limit:
                 msg = f"id at position {n} is {len(doc_id)} characters; this table allows {limit}"
                 raise ValueError(msg)
@@ -125,7 +145,7 @@ class Writer:
                 msg = f"got {len(text_list)} texts but {len(meta_list)} metadatas"
                 raise ValueError(msg)
             for n, t in enumerate(text_list):
-                check_text(n, t)
+                check_text(n, t, to_embed=vectors is None)
             encoded_meta = [encode_metadata(m, n) for n, m in enumerate(meta_list or [])]
             for n, text in enumerate(text_list):  # the vector is added per batch, checked there
                 _check_entry(n, _row_bytes((text, encoded_meta[n] if encoded_meta else "")))
@@ -255,7 +275,7 @@ class Writer:
         vectors: Iterator[Sequence[float]] | None,
     ) -> Iterator[tuple[str, dict[str, Any] | None, str | None, Any]]:
         for n, text in enumerate(texts):
-            check_text(n, text)
+            check_text(n, text, to_embed=vectors is None)
             try:
                 meta = next(metas) if metas is not None else None
                 doc_id = next(ids) if ids is not None else None

@@ -97,7 +97,7 @@ def test_vector_index_with_tiflash(tidb_engine: sa.Engine, table_name: str) -> N
         names = (
             conn.execute(
                 sa.text(
-                    "SELECT INDEX_NAME FROM INFORMATION_SCHEMA.TIDB_INDEXES"
+                    "SELECT KEY_NAME FROM INFORMATION_SCHEMA.TIDB_INDEXES"
                     " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t"
                 ),
                 {"t": table_name},

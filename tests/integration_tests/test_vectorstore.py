@@ -466,12 +466,15 @@ def test_explicit_vector_index_on_server_without_tiflash_falls_back(
 
 
 @pytest.mark.tiflash
-def test_vector_index_is_created_and_used(make_store: StoreFactory) -> None:
+def test_vector_index_is_created_and_used(make_store: StoreFactory, tidb_engine: sa.Engine) -> None:
+    from helpers.tiflash import wait_for_tiflash_replica
+
     store = make_store(TableEmbeddings(size=8))
     store.add_texts([f"doc {i}" for i in range(20)])
     status = store.vector_index_status()
     assert status
     assert status[0]["INDEX_KIND"] == "HNSW"
+    wait_for_tiflash_replica(tidb_engine, store.table_name)  # replicas become available async
     assert store.explain("doc 1").uses_vector_index
 
 

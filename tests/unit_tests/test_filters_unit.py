@@ -46,7 +46,11 @@ def test_empty_filter_compiles_to_none(flt: Any) -> None:
         ({"$and": []}, "non-empty list"),
         ({"$or": {"a": 1}}, "non-empty list"),
         ({"$and": [{"a": 1}, 5]}, "must be a dict"),
-        ({"$not": [{"a": 1}]}, "must be a dict"),
+        ({"$not": [{"a": 1}, 5]}, "must be a dict"),
+        ({"$not": []}, "non-empty list"),
+        ({"a": {"$contains": [1]}}, "takes one value"),
+        ({"a": {"$ilike": 1}}, "string pattern"),
+        ({"a\\b": 1}, "invalid field name"),
         ({"$or": [{"a": {"$in": 3}}]}, "$in needs a list"),
         ({"a": {"$nin": "abc"}}, "$nin needs a list"),
         ({"a": {"$in": [1, [2]]}}, "use $in"),
@@ -240,3 +244,19 @@ def test_like_to_regex() -> None:
 def test_reference_total(flt: dict[str, Any], meta: dict[str, Any]) -> None:
     # Every generated filter is valid and evaluates without error.
     assert matches(flt, meta) in (True, False)
+
+
+def test_list_operators_and_escaped_dots() -> None:
+    meta = {"tags": ["x", 2, True], "a.b": "Hello", "a": {"b": "nested"}, "s": "x"}
+    assert matches({"tags": {"$contains": "x"}}, meta)
+    assert matches({"tags": {"$contains": 2.0}}, meta)  # JSON equality: 2 == 2.0
+    assert not matches({"tags": {"$contains": "2"}}, meta)  # ... but never "2"
+    assert not matches({"tags": {"$contains": 1}}, meta)  # ... nor true
+    assert not matches({"s": {"$contains": "x"}}, meta)  # a string is not a list
+    assert matches({"a\\.b": {"$ilike": "hel%"}}, meta)  # the one key "a.b"
+    assert not matches({"a\\.b": {"$like": "hel%"}}, meta)
+    assert matches({"a.b": "nested"}, meta)  # the nested path
+    assert matches({"$not": [{"s": "y"}, {"s": "z"}]}, meta)  # none of them holds
+    assert not matches({"$not": [{"s": "y"}, {"s": "x"}]}, meta)
+    sql = str(compile_filter({"tags": {"$contains": "x"}}, sa.column("meta")))
+    assert "MEMBER OF" in sql
