@@ -419,7 +419,12 @@ class TiDBVectorStore(VectorStore):
     # ------------------------------------------------------------------ reads by id, deletes
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
-        """Documents for these ids, in input order; missing ids are skipped."""
+        """Documents for these ids, in input order.
+
+        Missing ids are skipped (no error, no placeholder) and a repeated id is returned once,
+        so the result may be shorter than ``ids``. Ids match exactly: case, accents and
+        trailing spaces count ("a" and "a " are two documents).
+        """
         return self._run(documents.op_get_by_ids(self._table, ids))
 
     async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:

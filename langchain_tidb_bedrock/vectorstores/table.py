@@ -27,6 +27,9 @@ from langchain_tidb_bedrock.vectorstores.schema import (
 __all__ = ["TableState"]
 
 logger = logging.getLogger("langchain_tidb_bedrock.vectorstores")
+# Tables already reported as index-less in this process: one notice per table, however many
+# store objects open it (a CLI command opens several).
+_TOLD_EXACT: set[tuple[str | None, str]] = set()
 
 
 class TableState:
@@ -157,8 +160,10 @@ class TableState:
 
     def say_exact_once(self) -> None:
         """Log once per store that searches are exact scans (no vector index)."""
-        if not self._warned_exact:
+        key = (self._host, self.name)
+        if not self._warned_exact and key not in _TOLD_EXACT:
             self._warned_exact = True
+            _TOLD_EXACT.add(key)
             logger.warning(
                 "TiDB table %r has no vector index (no TiFlash on this server, or disabled): "
                 "searches are exact kNN scans",

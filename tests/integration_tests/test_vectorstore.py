@@ -465,6 +465,20 @@ def test_explicit_vector_index_on_server_without_tiflash_falls_back(
     assert [d.page_content for d in store.similarity_search("a", k=1)] == ["a"]
 
 
+def test_exact_search_notice_is_logged_once_per_table(
+    make_store: StoreFactory, tidb_has_tiflash: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    if tidb_has_tiflash:
+        pytest.skip("this server has TiFlash")
+    first = make_store()
+    with caplog.at_level("WARNING"):
+        first.add_texts(["a"])
+        again = make_store(table_name=first.table_name)  # a second object, same table
+        again.similarity_search("a", k=1)
+        first.similarity_search("a", k=1)
+    assert caplog.text.count("exact kNN") == 1
+
+
 @pytest.mark.tiflash
 def test_vector_index_is_created_and_used(make_store: StoreFactory, tidb_engine: sa.Engine) -> None:
     from helpers.tiflash import wait_for_tiflash_replica
@@ -604,6 +618,22 @@ def test_idle_connection_killed_by_the_server_is_replaced(
     assert [d.id for d in store.similarity_search("a", k=1)] == ["1"]
     with store._engines.sync_read.connect() as conn:  # the read pool
         assert conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar() != conn_id
+
+
+def test_a_read_on_a_connection_cut_mid_use_is_retried_once(
+    make_store: StoreFactory, tidb_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from langchain_tidb_bedrock.vectorstores import connection
+
+    monkeypatch.setattr(connection, "IDLE_PING_AFTER", 3600.0)  # no ping saves it
+    store = make_store()
+    store.add_texts(["a"], ids=["1"])
+    with store._engines.sync_read.connect() as conn:  # the read pool
+        conn_id = conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar()
+    with tidb_engine.connect() as admin:
+        admin.execute(sa.text(f"KILL {int(conn_id)}"))  # type: ignore[arg-type]
+    assert [d.id for d in store.get_by_ids(["1"])] == ["1"]
+    assert store.count() == 1
 
 
 def test_busy_connections_are_not_pinged(

@@ -212,3 +212,21 @@ def test_empty_dict_filter_still_means_no_filter() -> None:
     script = Script(lambda r: [])
     assert drive(documents.op_get(table, {}, None), script) == []
     assert "WHERE" not in _sql(script.seen[0])  # type: ignore[arg-type]
+
+
+def test_a_write_failing_mid_input_says_how_many_rows_are_stored() -> None:
+    from langchain_tidb_bedrock.errors import WriteError
+
+    writer = Writer(_table(), batch_size=2, show_progress=False, bulk_load=False)
+    lost = sa.exc.OperationalError("INSERT", {}, Exception(2013, "Lost connection to 'host'"))
+    script = Script(lambda r: 2, _raise(lost))  # batch 0-1 commits, batch 2-3 fails
+    texts = ["secret a", "secret b", "secret c", "secret d"]
+    with pytest.raises(WriteError) as caught:
+        drive(writer.op_add(texts, None, None, [[1, 0, 0]] * 4, None), script)
+    assert caught.value.committed == 2
+    assert caught.value.position == 2
+    message = str(caught.value)
+    assert "documents 2-3" in message
+    assert "2013" in message
+    assert "secret" not in message
+    assert "'host'" not in message  # quoted values from the driver are scrubbed
