@@ -522,15 +522,20 @@ def ingest_plan(
     # One read of ids and metadata serves everything below: what is stored, what is stale,
     # and what lies under the roots without a file any more.
     under = _under_roots(store, plan)
+    wanted = {doc.id for doc in chunks}
     if isinstance(store, TiDBVectorStore):
-        wanted = {doc.id for doc in chunks}
         stored = {i: m for i, m in under.items() if i in wanted}
         stale = sorted(
             i for i, m in under.items() if m.get("source") in sources and i not in wanted
         )
     else:
         stored, stale = None, []
-    gone = {i: m.get("source") for i, m in under.items() if m.get("source") not in sources}
+    # A wanted id is kept whatever its stored source says (add_new_documents fixes that).
+    gone = {
+        i: m.get("source")
+        for i, m in under.items()
+        if m.get("source") not in sources and i not in wanted
+    }
     # Store the new chunks first: if embedding or writing fails, the old ones are still there.
     summary.embedded, summary.skipped = add_new_documents(
         store,

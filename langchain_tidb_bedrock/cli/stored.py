@@ -175,7 +175,9 @@ def closest_sources(value: str, stored: Sequence[StoredSource], n: int = 3) -> l
         for depth in range(1, len(parts)):
             names["/".join(parts[:depth])] = None
     name = _normalise(value)
-    found = difflib.get_close_matches(name, list(names), n=n, cutoff=0.5)
+    # A near miss (a typo) alone when there is one, else the looser look-alikes.
+    found = difflib.get_close_matches(name, list(names), n=n, cutoff=0.8)
+    found = found or difflib.get_close_matches(name, list(names), n=n, cutoff=0.5)
     if not found:  # a typo in the file name of a long path: compare the last parts too
         by_tail = {k.rsplit("/", 1)[-1]: k for k in names}
         found = [
