@@ -20,6 +20,7 @@ from langchain_tidb_bedrock.errors import ConnectionConfigError
 from langchain_tidb_bedrock.vectorstores import documents, indexes
 from langchain_tidb_bedrock.vectorstores.connection import redact, tidb_url_from_env
 from langchain_tidb_bedrock.vectorstores.engines import Engines
+from langchain_tidb_bedrock.vectorstores.models import vector_table
 from langchain_tidb_bedrock.vectorstores.runner import Op
 from langchain_tidb_bedrock.vectorstores.schema import DistanceStrategy, validate_identifier
 from langchain_tidb_bedrock.vectorstores.search import Search
@@ -707,6 +708,15 @@ class TiDBVectorStore(VectorStore):
     async def aexplain(self, query: str | Sequence[float], k: int = 4) -> indexes.ExplainResult:
         """Async :meth:`explain`."""
         return await self._arun(indexes.op_explain(self._table, query, k, self.engine.dialect))
+
+    def sqlalchemy_table(self, metadata: sa.MetaData | None = None) -> sa.Table:
+        """The table as a SQLAlchemy model (tidb-vector's ``VectorType``), for your own queries.
+
+        ``sa.select(t.c.id).order_by(t.c.embedding.cosine_distance(q)).limit(5)`` runs on the
+        store's ``engine``; vectors go in and come back as lists of floats. Call it after the
+        table exists (or with ``embedding_dimension`` set) so the column carries its size.
+        """
+        return vector_table(self.table_name, self._table.dimension, metadata)
 
     def knn_sql(self, k: int = 4) -> str:
         """The kNN statement this store sends (query vector as a placeholder), for inspection."""

@@ -742,3 +742,21 @@ def test_ids_are_compared_exactly(make_store: StoreFactory) -> None:
     assert [(d.id, d.page_content) for d in store.get_by_ids(ids)] == list(
         zip(ids, ["a", "b", "c"], strict=True)
     )
+
+
+def test_sqlalchemy_table_queries_the_store_with_tidb_vector_types(
+    make_store: StoreFactory,
+) -> None:
+    store = make_store(
+        TableEmbeddings({"a": [1.0, 0, 0, 0], "b": [0, 1.0, 0, 0], "q": [0.9, 0.1, 0, 0]})
+    )
+    store.add_texts(["a", "b"], [{"k": 1}, {"k": 2}], ids=["a", "b"])
+    t = store.sqlalchemy_table()
+    stmt = sa.select(t.c.id, t.c.embedding, t.c.meta).order_by(
+        t.c.embedding.cosine_distance([0.9, 0.1, 0, 0])
+    )
+    with store.engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    assert [r.id for r in rows] == ["a", "b"]
+    assert list(rows[0].embedding) == [1.0, 0, 0, 0]
+    assert rows[1].meta == {"k": 2}
