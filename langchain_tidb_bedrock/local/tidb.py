@@ -93,7 +93,7 @@ def find_tidb_server(*, tiflash: bool = False) -> Path | None:
 def build_tidb_server(*, quiet: bool = False, tiflash: bool = False) -> Path:
     """Build (or reuse) tidb-server from the Go module proxy and return its path.
 
-    A cold build takes 10-25 minutes on 2 cores; a cached one returns at once. ``tiflash=True``
+    A cold build takes about 15 minutes on 2 cores; a cached one returns at once. ``tiflash=True``
     builds the mock-TiFlash variant ``tidb-server-tiflash`` next to the stock binary: with the
     stock build's Go cache warm that is a relink of about a minute.
     """
@@ -300,7 +300,7 @@ class LocalTiDB:
                 else ("", "TIDB_SERVER_BIN")
             )
             msg = (
-                "tidb-server is not built yet. Build it once (5-25 min, needs Go and a C "
+                "tidb-server is not built yet. Build it once (about 15 min, needs Go and a C "
                 f"compiler) with `python -m langchain_tidb_bedrock.local tidb build{flag}` "
                 "or `make tidb`, "
                 f"or set {env} to an existing binary, or TIDB_URL to a running TiDB."

@@ -79,6 +79,7 @@ def credentials_server() -> Iterator[str]:
         server.server_close()
 
 
+@pytest.mark.enable_socket  # its own credentials endpoint on 127.0.0.1 (`make unit` blocks sockets)
 @pytest.mark.usefixtures("no_credentials")
 def test_container_role_credentials_count(
     monkeypatch: pytest.MonkeyPatch, credentials_server: str

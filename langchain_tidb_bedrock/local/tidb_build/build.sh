@@ -69,7 +69,7 @@ if [ "$VARIANT" = tiflash ]; then
     || { echo "error: tiflash/main.go.patch does not apply to TiDB $TIDB_VER" >&2; exit 1; }
   PKG=./tiflash
 fi
-echo "building $(basename "$BIN") $TIDB_VER with $(go env GOVERSION) (first build takes 10-25 min) ..." >&2
+echo "building $(basename "$BIN") $TIDB_VER with $(go env GOVERSION) (the first build takes about 15 min on 2 cores) ..." >&2
 go build -tags codes -trimpath -o "$BIN.tmp" \
   -ldflags "-X github.com/pingcap/tidb/pkg/parser/mysql.TiDBReleaseVersion=$TIDB_LABEL -X github.com/pingcap/tidb/pkg/util/versioninfo.TiDBEdition=Community" \
   "$PKG"
