@@ -246,7 +246,11 @@ class TiDBVectorStore(VectorStore):
             host=self._url.host,
         )
         self._writer = Writer(
-            self._table, batch_size=batch_size, show_progress=show_progress, bulk_load=bulk_load
+            self._table,
+            batch_size=batch_size,
+            show_progress=show_progress,
+            bulk_load=bulk_load,
+            refuse_blank=bool(getattr(embedding, "rejects_blank_texts", False)),
         )
         self._search = Search(self._table, filter_strategy)
 

@@ -80,10 +80,21 @@ class Writer:
     """Adds documents to one table: validation, embedding, batching and the bulk path."""
 
     def __init__(
-        self, table: TableState, *, batch_size: int, show_progress: bool, bulk_load: bool
+        self,
+        table: TableState,
+        *,
+        batch_size: int,
+        show_progress: bool,
+        bulk_load: bool,
+        refuse_blank: bool = False,
     ) -> None:
-        """Keep the settings; no I/O."""
+        """Keep the settings; no I/O.
+
+        ``refuse_blank``: the embedding model rejects empty or whitespace-only texts (it says so
+        with a ``rejects_blank_texts`` attribute), so they are refused up front, by position.
+        """
         self.table = table
+        self.refuse_blank = refuse_blank
         self.batch_size = batch_size
         self.show_progress = show_progress
         self.bulk_load = bulk_load
@@ -145,7 +156,7 @@ class Writer:
                 msg = f"got {len(text_list)} texts but {len(meta_list)} metadatas"
                 raise ValueError(msg)
             for n, t in enumerate(text_list):
-                check_text(n, t, to_embed=vectors is None)
+                check_text(n, t, to_embed=vectors is None and self.refuse_blank)
             encoded_meta = [encode_metadata(m, n) for n, m in enumerate(meta_list or [])]
             for n, text in enumerate(text_list):  # the vector is added per batch, checked there
                 _check_entry(n, _row_bytes((text, encoded_meta[n] if encoded_meta else "")))
@@ -275,7 +286,7 @@ class Writer:
         vectors: Iterator[Sequence[float]] | None,
     ) -> Iterator[tuple[str, dict[str, Any] | None, str | None, Any]]:
         for n, text in enumerate(texts):
-            check_text(n, text, to_embed=vectors is None)
+            check_text(n, text, to_embed=vectors is None and self.refuse_blank)
             try:
                 meta = next(metas) if metas is not None else None
                 doc_id = next(ids) if ids is not None else None

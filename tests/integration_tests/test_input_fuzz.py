@@ -156,6 +156,7 @@ def test_deepest_allowed_metadata_round_trips(store: TiDBVectorStore) -> None:
 def test_texts_to_embed_are_checked_whole_before_embedding(tidb_url: str) -> None:
     class Counting:
         calls = 0
+        rejects_blank_texts = True  # as BedrockTitanEmbeddings says
 
         def embed_documents(self, texts: list[str]) -> list[list[float]]:
             Counting.calls += 1
