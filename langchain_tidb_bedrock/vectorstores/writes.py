@@ -186,7 +186,8 @@ class Writer:
             meta_iter = iter(metadatas) if metadatas is not None else None
             vec_iter = iter(vectors) if vectors is not None else None
             id_iter = iter(id_list) if id_list is not None else None
-            rows = self._zip_stream(texts, meta_iter, id_iter, vec_iter)
+            to_embed = vectors is None and self.refuse_blank
+            rows = self._zip_stream(texts, meta_iter, id_iter, vec_iter, to_embed)
 
         result_ids: list[str] = []
         seen: set[str] = set(id_list or []) if sized else set()
@@ -284,9 +285,10 @@ class Writer:
         metas: Iterator[dict[str, Any] | None] | None,
         ids: Iterator[str] | None,
         vectors: Iterator[Sequence[float]] | None,
+        to_embed: bool,
     ) -> Iterator[tuple[str, dict[str, Any] | None, str | None, Any]]:
         for n, text in enumerate(texts):
-            check_text(n, text, to_embed=vectors is None and self.refuse_blank)
+            check_text(n, text, to_embed=to_embed)
             try:
                 meta = next(metas) if metas is not None else None
                 doc_id = next(ids) if ids is not None else None

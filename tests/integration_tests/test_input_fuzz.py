@@ -247,3 +247,28 @@ def test_store_sees_a_table_created_after_it_looked(tidb_url: str, tidb_engine: 
         other.drop_table()
         early.close()
         other.close()
+
+
+def test_blank_texts_in_a_generator_are_refused_before_their_batch(tidb_url: str) -> None:
+    class Strict:
+        rejects_blank_texts = True
+
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return [[1.0, 0, 0] for _ in texts]
+
+        def embed_query(self, text: str) -> list[float]:
+            return [1.0, 0, 0]
+
+    s = TiDBVectorStore(
+        Strict(),  # type: ignore[arg-type]
+        connection_string=tidb_url,
+        table_name=f"fuzz_{uuid.uuid4().hex[:10]}",
+        batch_size=2,
+    )
+    try:
+        with pytest.raises(ValueError, match="position 3 is empty"):
+            s.add_texts(t for t in ["a", "b", "c", ""])
+        assert s.count() == 2  # generators are checked batch by batch: the first batch is in
+    finally:
+        s.drop_table()
+        s.close()
