@@ -13,7 +13,6 @@ from typing import Any
 import orjson
 import pymysql
 import sqlalchemy as sa
-from pymysql.converters import escape_string
 
 from benchmarks.common import (
     PrecomputedEmbeddings,
@@ -197,16 +196,13 @@ def _literal(store: TiDBVectorStore, stmt: Any) -> str:
     return str(stmt.compile(dialect=store.engine.dialect, compile_kwargs={"literal_binds": True}))
 
 
-def _our_sql(
-    store: TiDBVectorStore, vector: Any, k: int, flt: dict[str, Any] | None
-) -> tuple[str | None, str]:
-    """The store's statements for one query: (filter probe or None, kNN with an id slot)."""
+def _our_sql(store: TiDBVectorStore, vector: Any, k: int, flt: dict[str, Any] | None) -> str:
+    """The one statement the store sends for a query, with every value inlined."""
     q = store._table.queries
     qv = orjson.dumps(vector, option=orjson.OPT_SERIALIZE_NUMPY).decode()
     if flt is None:
-        return None, _literal(store, q.knn(qv, k))
-    probe = _literal(store, q.matching_ids_template(flt, 1001))
-    return probe, _literal(store, q.knn_among_ids(qv, k, ["__IDS__"], flt))
+        return _literal(store, q.knn(qv, k))
+    return _literal(store, q.prefilter_template(k, flt).params(qv=qv))
 
 
 def search_rows(url: str, n: int, queries: int) -> list[Row]:
@@ -239,14 +235,9 @@ def search_rows(url: str, n: int, queries: int) -> list[Row]:
             lat["community"].append(time.perf_counter() - t0)
             check("community", [d.metadata for d, _ in res2])
             # Raw: exactly the statements the store sends, as text prepared beforehand.
-            probe_sql, knn_sql = _our_sql(ours, qs[i], k, flt if filtered else None)
+            knn_sql = _our_sql(ours, qs[i], k, flt if filtered else None)
             t0 = time.perf_counter()
-            if probe_sql is not None:
-                cur.execute(probe_sql)
-                ids = ", ".join("'" + escape_string(r[0]) + "'" for r in cur.fetchall())
-                cur.execute(knn_sql.replace("'__IDS__'", ids))
-            else:
-                cur.execute(knn_sql)
+            cur.execute(knn_sql)
             fetched = cur.fetchall()
             metas = [orjson.loads(r[2]) for r in fetched]
             lat["raw"].append(time.perf_counter() - t0)

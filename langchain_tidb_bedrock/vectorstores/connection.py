@@ -149,6 +149,8 @@ def create_engine(
     u, kwargs = engine_kwargs(url, engine_args, tls=tls, ca_path=ca_path)
     if autocommit:
         kwargs.update(isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True)
+    else:
+        kwargs.setdefault("pool_reset_on_return", None)  # see rollback_unless_committed
     if local_infile:
         bulk.enable_local_infile_capability(kwargs["connect_args"])
     engine = sa.create_engine(u, **kwargs)
@@ -156,7 +158,31 @@ def create_engine(
         sa.event.listen(engine, "connect", bulk.lock_local_infile)
     if "pool_pre_ping" not in kwargs:
         ping_idle_connections(engine)
+    if kwargs.get("pool_reset_on_return", "rollback") is None:
+        rollback_unless_committed(engine)
     return engine
+
+
+COMMITTED = "ltb_committed"
+
+
+def rollback_unless_committed(engine: sa.Engine) -> None:
+    """Reset a returned connection with ROLLBACK, unless its transaction was just committed.
+
+    SQLAlchemy's pool rolls back every connection that comes back, even right after a COMMIT:
+    one wasted round trip per write. The store marks a connection whose transaction it
+    committed (``record.info[COMMITTED]``); every other connection, including any a caller
+    borrows from ``store.engine``, is still rolled back. For an async engine pass its sync_engine.
+    """
+
+    @sa.event.listens_for(engine, "reset")
+    def _reset(dbapi_connection: Any, record: Any, state: Any) -> None:
+        committed = record.info.pop(COMMITTED, False) if record is not None else False
+        if state.terminate_only or not state.asyncio_safe:
+            return  # the pool discards this connection anyway
+        if committed or state.transaction_was_reset:
+            return
+        dbapi_connection.rollback()
 
 
 def ping_idle_connections(engine: sa.Engine) -> None:
@@ -198,6 +224,8 @@ def create_engine_async(
     u, kwargs = async_engine_kwargs(url, engine_args, tls=tls, ca_path=ca_path)
     if autocommit:
         kwargs.update(isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True)
+    else:
+        kwargs.setdefault("pool_reset_on_return", None)  # see rollback_unless_committed
     ssl_context = kwargs["connect_args"].get("ssl")
     if ssl_context is not None:
         from sqlalchemy.dialects.mysql.aiomysql import MySQLDialect_aiomysql
@@ -213,6 +241,8 @@ def create_engine_async(
     engine = create_async_engine(u, **kwargs)
     if "pool_pre_ping" not in kwargs:
         ping_idle_connections(engine.sync_engine)
+    if kwargs.get("pool_reset_on_return", "rollback") is None:
+        rollback_unless_committed(engine.sync_engine)
     return engine
 
 

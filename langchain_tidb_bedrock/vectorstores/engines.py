@@ -26,7 +26,11 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from langchain_tidb_bedrock.vectorstores.bulk import LoadRows, load_rows, supports_load_data
-from langchain_tidb_bedrock.vectorstores.connection import create_engine, create_engine_async
+from langchain_tidb_bedrock.vectorstores.connection import (
+    COMMITTED,
+    create_engine,
+    create_engine_async,
+)
 from langchain_tidb_bedrock.vectorstores.runner import (
     Op,
     Read,
@@ -120,7 +124,7 @@ class Engines:
 
     def _write(self, request: Write) -> int:
         total = 0
-        with self.sync.begin() as conn:
+        with self.sync.connect() as conn, conn.begin():
             for step in request.steps:
                 if isinstance(step, LoadRows):
                     raw = conn.connection.dbapi_connection
@@ -132,6 +136,8 @@ class Engines:
                     total += conn.exec_driver_sql(step[0], step[1]).rowcount
                 else:
                     total += conn.execute(step).rowcount
+            conn.commit()
+            conn.connection.info[COMMITTED] = True  # no ROLLBACK on return: one round trip less
         return total
 
     # ------------------------------------------------------------------ async
@@ -168,7 +174,7 @@ class Engines:
     @staticmethod
     async def _awrite(engine: AsyncEngine, request: Write) -> int:
         total = 0
-        async with engine.begin() as conn:
+        async with engine.connect() as conn, conn.begin():
             for step in request.steps:
                 if isinstance(step, LoadRows):
                     step = (step.fallback_sql, step.rows)  # noqa: PLW2901 - aiomysql: INSERT
@@ -176,6 +182,8 @@ class Engines:
                     total += (await conn.exec_driver_sql(step[0], step[1])).rowcount
                 else:
                     total += (await conn.execute(step)).rowcount
+            await conn.commit()
+            conn.sync_connection.connection.info[COMMITTED] = True  # type: ignore[union-attr]
         return total
 
     async def _engines_for_loop(self) -> tuple[AsyncEngine, AsyncEngine]:

@@ -132,16 +132,31 @@ class TableInfo:
     id_length: int | None
     legacy_metric: DistanceStrategy | None
     columns: frozenset[str]
+    # (index name, comment) of indexes whose comment may describe an indexed metadata key.
+    index_comments: tuple[tuple[str, str], ...] = ()
 
 
+# Columns and commented secondary indexes in one read (the last column says which), so a
+# store learns its table, indexed metadata keys included, in one round trip.
 COLUMNS_QUERY = sa.text(
-    "SELECT COLUMN_NAME, COLUMN_TYPE, COLUMN_COMMENT FROM INFORMATION_SCHEMA.COLUMNS "
-    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table"
+    "SELECT COLUMN_NAME, COLUMN_TYPE, COLUMN_COMMENT, 'column' FROM INFORMATION_SCHEMA.COLUMNS "
+    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table "
+    "UNION ALL SELECT DISTINCT INDEX_NAME, '', INDEX_COMMENT, 'index' "
+    "FROM INFORMATION_SCHEMA.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "
+    "AND TABLE_NAME = :table AND INDEX_COMMENT <> ''"
 )
+
+
+def _kind(row: Any) -> str:
+    return str(row[3]) if len(row) > 3 else "column"
 
 
 def read_table_info(rows: list[Any], table: str) -> TableInfo | None:
     """Interpret ``COLUMNS_QUERY`` rows; None when the table does not exist."""
+    index_comments = tuple(
+        sorted((str(r[0]), str(r[2] or "")) for r in rows if _kind(r) == "index")
+    )
+    rows = [r for r in rows if _kind(r) == "column"]
     if not rows:
         return None
     cols = {str(r[0]).lower(): (str(r[1]), str(r[2] or "")) for r in rows}
@@ -163,4 +178,5 @@ def read_table_info(rows: list[Any], table: str) -> TableInfo | None:
         id_length=int(varchar.group(1)) if varchar else None,
         legacy_metric=DistanceStrategy(legacy.group(1).lower()) if legacy else None,
         columns=frozenset(cols),
+        index_comments=index_comments,
     )

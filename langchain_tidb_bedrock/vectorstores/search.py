@@ -19,14 +19,16 @@ from langchain_tidb_bedrock.vectorstores.encoding import (
     encode_query_vector,
 )
 from langchain_tidb_bedrock.vectorstores.filters import check_filter
+from langchain_tidb_bedrock.vectorstores.queries import PrefilterPlan
 from langchain_tidb_bedrock.vectorstores.runner import Op, embed_query, read
 from langchain_tidb_bedrock.vectorstores.schema import DistanceStrategy
 from langchain_tidb_bedrock.vectorstores.table import TableState
 
 __all__ = ["Search", "docs_with_scores"]
 
-# A pre-filter matching at most this many rows is ranked by id lookups instead of a scan.
-_SELECTIVE_IDS = 1000
+# Where the exact plan switches from ranking the matches only to one filtered scan (tests
+# patch it to force either branch).
+_PLAN = PrefilterPlan()
 
 
 def docs_with_scores(rows: Iterable[Any]) -> list[tuple[Document, float]]:
@@ -109,18 +111,9 @@ class Search:
             return rows
         strategy = self.resolve_strategy(filter_strategy)
         if strategy == "pre":
-            # Exact search. Scanning for the filter alone skips decoding every stored vector,
-            # so a selective filter is answered by ranking just its matches (2.5x faster on
-            # 20k rows); a broad one stops the probe early and takes a single filtered scan.
-            probe = yield from read(q.matching_ids_template(filter, _SELECTIVE_IDS + 1))
-            ids = [r.id for r in probe]
-            if len(ids) <= _SELECTIVE_IDS:
-                if not ids:
-                    return []
-                among = q.among_ids_template(k, filter, with_vector=with_vector)
-                rows = yield from read(among, {"qv": qv, "ids": ids})
-                return rows
-            rows = yield from read(q.prefilter_template(k, filter, with_vector=with_vector), params)
+            # Exact search in one statement; TiDB picks its selective or its scan branch.
+            pre = q.prefilter_template(k, filter, with_vector=with_vector, plan=_PLAN)
+            rows = yield from read(pre, params)
             return rows
         # Post-filter: widen the candidate pool until k rows match or the table is exhausted.
         candidates = max(k * overfetch, 20)

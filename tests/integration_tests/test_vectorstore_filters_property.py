@@ -79,9 +79,17 @@ def table(tidb_url: str) -> Iterator[tuple[TiDBVectorStore, list[dict[str, Any]]
     store.close()
 
 
-@pytest.mark.parametrize("path", ["pre-selective", "pre-broad", "post"])
+_PLANS = {
+    # Force each branch of the exact plan's one statement, and let the guard choose.
+    "join": search.PrefilterPlan(join_max=ROWS, index_cap=ROWS),
+    "scan": search.PrefilterPlan(join_max=-1, index_cap=-1),
+    "auto": search.PrefilterPlan(sample_rows=8, join_max=1, index_cap=3),
+}
+
+
+@pytest.mark.parametrize("path", ["pre-join", "pre-scan", "pre-auto", "post"])
 @settings(
-    max_examples=80,
+    max_examples=60,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -98,12 +106,10 @@ def test_filtered_search_matches_reference(
     expected_ids = {str(i) for i, m in enumerate(metas) if matches(filter, m)}
     distances = 1 - vectors @ query / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(query))
     expected = sorted(float(distances[int(i)]) for i in expected_ids)[:k]
-    # A tiny threshold sends the exact strategy down its broad-filter path (one filtered scan)
-    # instead of ranking a selective filter's matches by id.
-    threshold = 2 if path == "pre-broad" else search._SELECTIVE_IDS
-    with patch.object(search, "_SELECTIVE_IDS", threshold):
+    strategy, _, plan = path.partition("-")
+    with patch.object(search, "_PLAN", _PLANS.get(plan, search._PLAN)):
         hits = store.similarity_search_with_score_by_vector(
-            query.tolist(), k=k, filter=filter, filter_strategy=path.split("-", maxsplit=1)[0]
+            query.tolist(), k=k, filter=filter, filter_strategy=strategy
         )
     # Never an unfiltered row, never fewer than k when k rows match, nearest first.
     assert {d.id for d, _ in hits} <= expected_ids
