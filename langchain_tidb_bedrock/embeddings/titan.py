@@ -2,8 +2,10 @@
 
 ``BedrockTitanEmbeddings`` keeps langchain-aws ``BedrockEmbeddings``' fields and client setup but
 replaces its sequential, retry-less loop: requests run concurrently under an adaptive (AIMD)
-concurrency window, throttling and transient errors are retried with full-jitter backoff, and a
-final failure names the inputs that were not embedded instead of dropping them.
+concurrency window and botocore's adaptive client-side rate limiter (which learns the quota's
+sustainable rate from throttling), throttling and transient errors are retried with full-jitter
+backoff until an optional deadline, and a final failure hands back the vectors already computed
+and names the inputs that were not embedded instead of dropping them (see ``_rate``).
 """
 
 from __future__ import annotations
@@ -15,20 +17,13 @@ import os
 import random
 import re
 import threading
-import time
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, Literal
 
 from botocore.config import Config
-from botocore.exceptions import (
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
+from botocore.exceptions import ClientError
 from langchain_aws import BedrockEmbeddings
 from langchain_aws.utils import create_aws_client
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
@@ -39,7 +34,16 @@ from langchain_tidb_bedrock.aws_config import (
     local_endpoint_settings,
     require_aws,
 )
-from langchain_tidb_bedrock.errors import BedrockEmbeddingError
+from langchain_tidb_bedrock.embeddings._rate import (
+    AdaptiveWindow,
+    Deadline,
+    Failure,
+    RateLearner,
+    access_hint,
+    classify,
+    reported_token_count,
+)
+from langchain_tidb_bedrock.errors import BedrockConfigError, BedrockEmbeddingError
 
 __all__ = [
     "DEFAULT_EMBEDDING_MODEL_ID",
@@ -47,6 +51,7 @@ __all__ = [
     "MAX_INPUT_TOKENS",
     "BedrockEmbeddingError",
     "BedrockTitanEmbeddings",
+    "PartialEmbeddingError",
     "estimate_tokens",
 ]
 
@@ -54,24 +59,6 @@ DEFAULT_EMBEDDING_MODEL_ID = "amazon.titan-embed-text-v2:0"
 MAX_INPUT_CHARS = 50_000
 MAX_INPUT_TOKENS = 8_192
 VALID_DIMENSIONS = (256, 512, 1024)
-
-_THROTTLE_CODES = {"ThrottlingException", "TooManyRequestsException"}
-_TRANSIENT_CODES = {
-    "ServiceUnavailableException",
-    "InternalServerException",
-    "ModelNotReadyException",
-    "ModelTimeoutException",
-    "ServiceUnavailable",
-    "InternalFailure",
-    "RequestTimeout",
-}
-_NETWORK_ERRORS = (
-    ReadTimeoutError,
-    ConnectTimeoutError,
-    ConnectionClosedError,
-    EndpointConnectionError,
-)
-
 
 _ASCII_LETTERS = re.compile(r"[A-Za-z_]+")
 _ASCII_DIGITS = re.compile(r"[0-9]+")
@@ -114,14 +101,24 @@ def _fit(text: str) -> str:
     return text[:low]
 
 
-def _classify(err: BaseException) -> str | None:
-    """``"throttle"``, ``"transient"`` or None (not worth retrying)."""
-    if isinstance(err, ClientError):
-        code = err.response.get("Error", {}).get("Code", "")
-        if code in _THROTTLE_CODES:
-            return "throttle"
-        return "transient" if code in _TRANSIENT_CODES else None
-    return "transient" if isinstance(err, _NETWORK_ERRORS) else None
+class PartialEmbeddingError(BedrockEmbeddingError):
+    """A :class:`BedrockEmbeddingError` that keeps the work already done.
+
+    Attributes:
+        vectors: One entry per input text: its vector, or None where it failed.
+        failed_indices: The input positions that were not embedded.
+        last_error: The error behind the failures (a ``TimeoutError`` at the deadline).
+    """
+
+    def __init__(
+        self,
+        failed_indices: list[int],
+        total: int,
+        last_error: BaseException,
+        vectors: list[list[float] | None],
+    ) -> None:
+        super().__init__(failed_indices, total, last_error)
+        self.vectors = vectors
 
 
 def _retry_after(err: BaseException) -> float:
@@ -135,39 +132,16 @@ def _retry_after(err: BaseException) -> float:
         return 0.0
 
 
-class _AdaptiveLimiter:
-    """AIMD concurrency window: halves on throttling, grows by ~1 per window of successes.
+class _NotAttemptedError(RuntimeError):
+    """A text left unsent because another one failed in a way no retry can cure."""
 
-    Requests in flight together are throttled together; like TCP's one cut per round trip, only a
-    request started after the last cut may cut again, so one burst of 429s halves the window once.
-    """
+    def __init__(self) -> None:
+        super().__init__("not attempted: an earlier text failed with an error no retry can cure")
 
-    def __init__(self, maximum: int) -> None:
-        self.maximum = maximum
-        self.limit = float(maximum)
-        self._active = 0
-        self._epoch = 0
-        self._cond = threading.Condition()
 
-    def acquire(self) -> int:
-        """Wait for a slot; returns the epoch to hand back to :meth:`release`."""
-        with self._cond:
-            while self._active >= int(self.limit):
-                self._cond.wait()
-            self._active += 1
-            return self._epoch
-
-    def release(self, outcome: str, epoch: int) -> None:
-        """Free the slot; ``outcome`` is ``"ok"``, ``"throttle"`` or anything else."""
-        with self._cond:
-            self._active -= 1
-            if outcome == "throttle":
-                if epoch == self._epoch:
-                    self.limit = max(1.0, self.limit / 2)
-                    self._epoch += 1
-            elif outcome == "ok":
-                self.limit = min(float(self.maximum), self.limit + 1.0 / self.limit)
-            self._cond.notify_all()
+def _weight(err: BaseException) -> int:
+    # The error to report: a real cause beats the deadline, which beats "not attempted".
+    return 0 if isinstance(err, _NotAttemptedError) else 1 if isinstance(err, TimeoutError) else 2
 
 
 class BedrockTitanEmbeddings(BedrockEmbeddings):
@@ -214,6 +188,11 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
             Requests in flight at most (default 16).
         max_retries: int
             Retries per text on throttling / transient errors (default 8).
+        timeout: float | None
+            Overall deadline in seconds for one ``embed_documents`` call (default none);
+            past it, :class:`PartialEmbeddingError` carries the vectors already computed.
+        adaptive_rate_limit: bool
+            Pace requests at the rate learned from throttling (default True).
 
     Instantiate:
         ```python
@@ -272,6 +251,13 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
     max_retries: int = Field(default=8, ge=0)
     """Retries per text for throttling, 5xx, model-not-ready and timeouts."""
 
+    timeout: float | None = Field(default=None, gt=0)
+    """Overall deadline in seconds per call; then the call stops and reports what it has."""
+
+    adaptive_rate_limit: bool = True
+    """Pace requests with a client-side rate limiter that learns the quota's sustainable rate
+    from throttling (unlimited until the first 429)."""
+
     backoff_base: float = Field(default=0.25, gt=0)
     """First retry's backoff ceiling in seconds (doubles per attempt, full jitter)."""
 
@@ -284,7 +270,8 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
 
     _pool: ThreadPoolExecutor | None = PrivateAttr(default=None)
     _pool_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-    _limiter: _AdaptiveLimiter | None = PrivateAttr(default=None)
+    _limiter: AdaptiveWindow | None = PrivateAttr(default=None)
+    _rate: RateLearner | None = PrivateAttr(default=None)
     _usage_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _usage: dict[str, int] = PrivateAttr(default_factory=dict)
 
@@ -317,7 +304,8 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
         Overrides (by name) the parent's validator so only one client is built.
         """
         self._check_model_kwargs()  # argument errors first, before the environment checks
-        self._limiter = _AdaptiveLimiter(self.max_concurrency)
+        self._limiter = AdaptiveWindow(self.max_concurrency)
+        self._rate = RateLearner() if self.adaptive_rate_limit else None
         self.reset_usage()
         if self.client is not None:
             return self
@@ -437,43 +425,87 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
         result: list[float] = vector
         return result
 
-    def _embed_body(self, body: str, cancelled: threading.Event | None = None) -> list[float]:
-        """Embed one request body, retrying throttling and transient errors."""
+    def _embed_text(self, text: str, cancelled: threading.Event, deadline: Deadline) -> list[float]:
+        """Embed one text: retries throttling and transient errors, cuts an over-long text once.
+
+        Raises the last error when retries run out or no retry can help; a daily-quota throttle
+        or an access error also sets ``cancelled`` so the other texts are not sent at all.
+        """
         limiter = self._limiter
         assert limiter is not None  # noqa: S101 - set by the validator
+        body = self._body(text)
         attempt = 0
+        cut = False
         while True:
-            if cancelled is not None and cancelled.is_set():
-                msg = "not attempted: an earlier text failed with a non-retryable error"
-                raise RuntimeError(msg)
+            if cancelled.is_set():
+                raise _NotAttemptedError
+            if deadline.passed():
+                raise deadline.error()
+            while self._rate is not None and (pause := self._rate.delay()) > 0:
+                left = deadline.remaining()
+                if left is not None and pause > left:
+                    raise deadline.error()  # no send token before the deadline
+                if cancelled.wait(pause):
+                    raise _NotAttemptedError
             epoch = limiter.acquire()
             outcome = "error"
             try:
                 self._count(requests=1)
                 vector = self._invoke(body)
                 outcome = "ok"
+                if self._rate is not None:
+                    self._rate.success()
                 return vector
             except Exception as err:
-                kind = _classify(err)
-                if kind == "throttle":
+                kind = classify(err)
+                if kind is Failure.THROTTLE:
                     outcome = "throttle"
                     self._count(throttles=1)
-                if kind is None or attempt >= self.max_retries:
-                    if kind is None and cancelled is not None:
+                    # Bedrock's quota throttles carry no retry-after (its service model has
+                    # none); a throttle that names its own wait is paced by that hint instead.
+                    if self._rate is not None and not _retry_after(err):
+                        self._rate.throttled()
+                if kind is Failure.INPUT_TOKENS and not cut and self.on_long_text == "truncate":
+                    # The service counts tokens its own way: cut by its count and retry once.
+                    text, cut = self._cut(text, err), True
+                    body = self._body(text)
+                    continue
+                if kind in (Failure.DAILY_QUOTA, Failure.ACCESS):
+                    cancelled.set()  # every other text would meet the same refusal
+                    if kind is Failure.ACCESS:
+                        raise BedrockConfigError(access_hint(err, self.model_id)) from err
+                    raise
+                retryable = kind in (Failure.THROTTLE, Failure.TRANSIENT)
+                if not retryable or attempt >= self.max_retries:
+                    if not retryable:
                         cancelled.set()
                     raise
                 ceiling = min(self.backoff_max, self.backoff_base * 2**attempt)
+                if kind is Failure.THROTTLE and self._rate is not None and not _retry_after(err):
+                    # The rate limiter spaces the retry; a growing backoff would only idle it.
+                    ceiling = self.backoff_base
                 # The server's hint counts too, but never beyond backoff_max.
                 hint = min(_retry_after(err), self.backoff_max)
                 delay = max(random.uniform(0, ceiling), hint)  # noqa: S311
             finally:
                 limiter.release(outcome, epoch)
             self._count(retries=1)
-            if cancelled is not None:
-                cancelled.wait(delay)  # wakes early when the batch is abandoned
-            else:
-                time.sleep(delay)
+            left = deadline.remaining()
+            cancelled.wait(delay if left is None else min(delay, left))  # wakes when abandoned
             attempt += 1
+
+    def _cut(self, text: str, err: BaseException) -> str:
+        counted = reported_token_count(err)
+        assert counted is not None  # noqa: S101 - classified as INPUT_TOKENS
+        count, limit = counted
+        # Proportional cut with a 10% margin: the service's tokens are not evenly spread.
+        keep = max(1, int(len(text) * limit / count * 0.9))
+        warnings.warn(
+            f"Bedrock counted {count:,} tokens in a text of {len(text):,} characters (limit "
+            f"{limit:,}); retrying once with its first {keep:,} characters",
+            stacklevel=2,
+        )
+        return text[:keep]
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
@@ -492,23 +524,25 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
 
     @staticmethod
     def _assemble(
-        positions: dict[str, list[int]], outcomes: list[list[float] | BaseException], total: int
+        positions: dict[str, list[int]],
+        outcomes: list[list[float] | BaseException],
+        total: int,
     ) -> list[list[float]]:
-        vectors: list[list[float]] = [[] for _ in range(total)]
+        vectors: list[list[float] | None] = [None] * total
         failed: list[int] = []
         last: BaseException | None = None
         for indices, outcome in zip(positions.values(), outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 failed.extend(indices)
-                if not isinstance(outcome, RuntimeError) or last is None:
+                if last is None or _weight(outcome) > _weight(last):
                     last = outcome
                 continue
             for i in indices:
                 vectors[i] = outcome
         if failed:
             assert last is not None  # noqa: S101 - a failure always carries its error
-            raise BedrockEmbeddingError(sorted(failed), total, last)
-        return vectors
+            raise PartialEmbeddingError(sorted(failed), total, last, vectors)
+        return [v for v in vectors if v is not None]
 
     # ------------------------------------------------------------ public API
 
@@ -523,30 +557,39 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
 
         Raises:
             ValueError: An empty/whitespace text, or a too-long one with ``on_long_text="error"``.
-            BedrockEmbeddingError: Some texts still failed after retries (names their indices).
+            PartialEmbeddingError: Some texts failed after retries, hit a daily quota or an
+                access error, or were not done by ``timeout``; it carries the vectors
+                computed (``vectors``) and the failed input positions (``failed_indices``).
         """
         prepared = self._prepare(texts)
         if not prepared:
             return []
         positions = self._dedupe(prepared)
         cancelled = threading.Event()
-        if len(positions) == 1:  # no pool round-trip for a single text
+        deadline = Deadline(self.timeout)
+        if len(positions) == 1 and self.timeout is None:  # no pool round-trip for one text
             outcomes: list[list[float] | BaseException] = []
             try:
-                outcomes.append(self._embed_body(self._body(prepared[0])))
+                outcomes.append(self._embed_text(prepared[0], cancelled, deadline))
             except Exception as err:
                 outcomes.append(err)
             return self._assemble(positions, outcomes, len(prepared))
         pool = self._executor()
         futures: list[Future[list[float]]] = [
-            pool.submit(self._embed_body, self._body(text), cancelled) for text in positions
+            pool.submit(self._embed_text, text, cancelled, deadline) for text in positions
         ]
+        # A text that cannot be cured cancels the rest itself; only the deadline stops waiting.
+        _, pending = wait(futures, timeout=deadline.remaining())
+        if pending:
+            cancelled.set()  # queued texts are not sent; in-flight retries stop
         outcomes = []
         for future in futures:
-            try:
+            if not future.done():
+                outcomes.append(deadline.error())
+            elif future.exception() is not None:
+                outcomes.append(future.exception())  # type: ignore[arg-type]
+            else:
                 outcomes.append(future.result())
-            except Exception as err:
-                outcomes.append(err)
         return self._assemble(positions, outcomes, len(prepared))
 
     def embed_query(self, text: str) -> list[float]:
@@ -566,19 +609,31 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
         pool = self._executor()
         gate = asyncio.Semaphore(self.max_concurrency)
         cancelled = threading.Event()
+        deadline = Deadline(self.timeout)
 
         async def one(text: str) -> list[float]:
             async with gate:
-                return await loop.run_in_executor(
-                    pool, self._embed_body, self._body(text), cancelled
-                )
+                return await loop.run_in_executor(pool, self._embed_text, text, cancelled, deadline)
 
+        tasks = [asyncio.ensure_future(one(t)) for t in positions]
         try:
-            results = await asyncio.gather(*(one(t) for t in positions), return_exceptions=True)
+            await asyncio.wait(tasks, timeout=deadline.remaining())
         except asyncio.CancelledError:
             cancelled.set()  # requests already in the pool stop instead of retrying on
+            for task in tasks:
+                task.cancel()
             raise
-        return self._assemble(positions, list(results), len(prepared))
+        outcomes: list[list[float] | BaseException] = []
+        for task in tasks:
+            if not task.done():
+                cancelled.set()
+                task.cancel()
+                outcomes.append(deadline.error())
+            elif task.exception() is not None:
+                outcomes.append(task.exception())  # type: ignore[arg-type]
+            else:
+                outcomes.append(task.result())
+        return self._assemble(positions, outcomes, len(prepared))
 
     async def aembed_query(self, text: str) -> list[float]:
         """Async :meth:`embed_query`."""

@@ -15,7 +15,7 @@ from botocore.config import Config
 from langchain_aws import BedrockEmbeddings
 from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 
-from langchain_tidb_bedrock import embeddings as embeddings_module
+from langchain_tidb_bedrock.embeddings import titan as titan_module
 from langchain_tidb_bedrock.embeddings.titan import BedrockEmbeddingError, BedrockTitanEmbeddings
 from langchain_tidb_bedrock.local.bedrock import LocalBedrock
 
@@ -165,6 +165,9 @@ def test_throttled_ingestion_completes_in_order_without_duplicates(bedrock: Loca
     usage = emb.usage
     assert usage["throttles"] == statuses[429] == usage["retries"]
     assert usage["embedded"] == len(TEXTS)
+    # These 429s name their wait (x-amz-retry-after): paced by it, not taken for a quota.
+    assert emb._rate is not None
+    assert emb._rate.rate is None
 
 
 def test_throttling_shrinks_the_concurrency_window(bedrock: LocalBedrock) -> None:
@@ -268,9 +271,9 @@ def test_partial_failure_names_only_the_failed_index(
 ) -> None:
     # 9,000 words: under 50,000 characters but over Titan's 8,192 tokens -> rejected by the
     # service (the client-side token guard is lifted here so the request is sent).
-    monkeypatch.setattr(embeddings_module, "MAX_INPUT_TOKENS", 1_000_000)
+    monkeypatch.setattr(titan_module, "MAX_INPUT_TOKENS", 1_000_000)
     too_many_tokens = "w " * 9000
-    emb = make(bedrock, max_concurrency=1)
+    emb = make(bedrock, max_concurrency=1, on_long_text="error")  # no cut-and-retry
     with pytest.raises(BedrockEmbeddingError) as info:
         emb.embed_documents(["fine", too_many_tokens])
     assert info.value.failed_indices == [1]

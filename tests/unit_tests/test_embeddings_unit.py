@@ -13,12 +13,12 @@ from langchain_tests.unit_tests import EmbeddingsUnitTests
 from pydantic import ValidationError
 
 from langchain_tidb_bedrock.aws_config import BedrockConfigError
+from langchain_tidb_bedrock.embeddings._rate import AdaptiveWindow
 from langchain_tidb_bedrock.embeddings.titan import (
     DEFAULT_EMBEDDING_MODEL_ID,
     MAX_INPUT_TOKENS,
     BedrockEmbeddingError,
     BedrockTitanEmbeddings,
-    _AdaptiveLimiter,
     _fit,
     estimate_tokens,
 )
@@ -184,7 +184,7 @@ def test_error_message_names_indices() -> None:
 
 
 def test_adaptive_limiter_bounds_and_aimd() -> None:
-    limiter = _AdaptiveLimiter(8)
+    limiter = AdaptiveWindow(8)
     active = 0
     peak = 0
     lock = threading.Lock()

@@ -1,0 +1,298 @@
+"""Rate control for the Titan client: what a failure means, how fast to send, when to stop.
+
+* Sending rate: :class:`RateLearner`, a client-side token bucket whose rate is the success rate
+  measured while being throttled. Bedrock's quota is a bucket refilled at the quota rate and one
+  second deep, so what gets through while throttled *is* the sustainable rate. botocore's
+  adaptive mode (CUBIC) was measured first and not kept: its rate is capped at twice a measured
+  send rate that starts at zero, so a throttle in the first half second drops it to its
+  0.5 request/s floor (200 texts with 30% of requests throttled took 159 s instead of ~1 s).
+* Concurrency: :class:`AdaptiveWindow` bounds the requests in flight (AIMD, halved once per
+  burst of throttles), so a throttled burst does not keep every worker waiting on the bucket.
+* Failures: :func:`classify` sorts an error into the cases the client treats differently.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import deque
+from enum import Enum
+from typing import Any
+
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+
+__all__ = [
+    "AdaptiveWindow",
+    "Deadline",
+    "Failure",
+    "RateLearner",
+    "access_hint",
+    "classify",
+    "reported_token_count",
+]
+
+
+class Failure(Enum):
+    """What a failed request means for the client."""
+
+    THROTTLE = "throttle"  # per-minute quota: slow down and retry
+    DAILY_QUOTA = "daily_quota"  # tokens per day spent: no retry helps today
+    TRANSIENT = "transient"  # 5xx, model not ready, timeouts, dropped connections
+    INPUT_TOKENS = "input_tokens"  # the text is over the model's token limit
+    ACCESS = "access"  # 403 / expired credentials: no retry helps
+    FATAL = "fatal"  # anything else (a validation error...)
+
+
+_THROTTLE_CODES = {"ThrottlingException", "TooManyRequestsException"}
+_TRANSIENT_CODES = {
+    "ServiceUnavailableException",
+    "InternalServerException",
+    "ModelNotReadyException",
+    "ModelTimeoutException",
+    "ServiceUnavailable",
+    "InternalFailure",
+    "RequestTimeout",
+}
+_ACCESS_CODES = {
+    "AccessDeniedException",
+    "AccessDenied",
+    "UnrecognizedClientException",
+    "ExpiredTokenException",
+    "ExpiredToken",
+    "InvalidSignatureException",
+}
+_EXPIRED_CODES = {"ExpiredTokenException", "ExpiredToken"}
+_NETWORK_ERRORS = (
+    ReadTimeoutError,
+    ConnectTimeoutError,
+    ConnectionClosedError,
+    EndpointConnectionError,
+)
+_TOKEN_COUNT = re.compile(r"Too many input tokens.*?request input token count:\s*(\d+)", re.S)
+_MAX_TOKENS = re.compile(r"Max input tokens:\s*(\d+)")
+
+
+def _error(err: BaseException) -> tuple[str, str, int]:
+    if not isinstance(err, ClientError):
+        return "", "", 0
+    info = err.response.get("Error", {})
+    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return info.get("Code", ""), info.get("Message", ""), int(status or 0)
+
+
+def classify(err: BaseException) -> Failure:
+    """The :class:`Failure` case of ``err``."""
+    if isinstance(err, _NETWORK_ERRORS):
+        return Failure.TRANSIENT
+    code, message, status = _error(err)
+    if code in _THROTTLE_CODES:
+        # Bedrock's daily token quota answers 429 too, but waiting minutes does not cure it.
+        return Failure.DAILY_QUOTA if "per day" in message else Failure.THROTTLE
+    if code in _TRANSIENT_CODES:
+        return Failure.TRANSIENT
+    if code in _ACCESS_CODES or status == 403:
+        return Failure.ACCESS
+    if code == "ValidationException" and _TOKEN_COUNT.search(message):
+        return Failure.INPUT_TOKENS
+    return Failure.FATAL
+
+
+def reported_token_count(err: BaseException) -> tuple[int, int] | None:
+    """``(count, limit)`` from a "Too many input tokens" refusal, else None."""
+    _, message, _ = _error(err)
+    found = _TOKEN_COUNT.search(message)
+    if found is None:
+        return None
+    limit = _MAX_TOKENS.search(message)
+    return int(found.group(1)), int(limit.group(1)) if limit else 8_192
+
+
+def access_hint(err: BaseException, model_id: str) -> str:
+    """What to check after a 403 or an expired-credentials error (no secrets, no text)."""
+    code, message, status = _error(err)
+    head = f"Bedrock refused access to {model_id} ({code or status}: {message})."
+    if code in _EXPIRED_CODES or "expired" in message.lower():
+        return (
+            f"{head} The AWS session token has expired: refresh the credentials (aws sso "
+            "login, a new assume-role session, or the instance/task role) and try again."
+        )
+    if code in ("UnrecognizedClientException", "InvalidSignatureException"):
+        return (
+            f"{head} The access key is not recognised or the secret does not match: check the "
+            "credentials in use (AWS_PROFILE, environment keys) and the session token."
+        )
+    meta = (
+        " Meta Llama models also need the AWS Marketplace permissions "
+        "(aws-marketplace:Subscribe, aws-marketplace:ViewSubscriptions) for the first use."
+        if ".meta." in f".{model_id}" or "meta." in model_id
+        else ""
+    )
+    return (
+        f"{head} Check that the IAM policy of the caller allows bedrock:InvokeModel on this "
+        "model (and on the inference profile and its Regions, for a cross-Region id), and "
+        f"that no Service Control Policy or permissions boundary denies it.{meta} Expired "
+        "session credentials can also answer 403: refresh them if they are temporary."
+    )
+
+
+# ---------------------------------------------------------------- sending rate
+
+
+class RateLearner:
+    """A token bucket whose rate is learned from throttling; unlimited until the first 429.
+
+    On a throttle (at most once per ``window`` seconds) the rate becomes the recent successes
+    per second, a little below (``headroom``): Bedrock's quota bucket refills at the quota rate,
+    so that is the sustainable rate, and a one-request bucket (60 requests/min) leaves no slack
+    for sending at exactly its rate. Successes are counted over the last ``window``, or over up
+    to ``history`` seconds when that window saw fewer than ten. A throttle with no success seen
+    yet halves the rate instead (from 1 request/s). After a window without throttles the rate
+    doubles up to the last measured rate, then grows by ``growth`` per window, so a raised
+    quota is found; after ``history`` seconds without a throttle it is unlimited again. The
+    bucket holds one second of the rate, like the quota it follows. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        window: float = 2.0,
+        headroom: float = 0.97,
+        growth: float = 1.1,
+        history: float = 10.0,
+        min_rate: float = 0.05,
+        clock: Any = time.monotonic,
+    ) -> None:
+        self.window, self.headroom, self.growth = window, headroom, growth
+        self.history, self.min_rate = history, min_rate
+        self.rate: float | None = None
+        self._known = 0.0  # the rate measured at the last cut
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._successes: deque[float] = deque()
+        self._started: float | None = None
+        self._cut = self._grown = self._throttled = 0.0  # when each last happened
+        self._tokens = 0.0
+        self._filled = 0.0
+
+    def delay(self) -> float:
+        """Take a send token: 0 if taken, else the seconds until one may be (ask again then).
+
+        No place is reserved, so a rate cut applies at once to every waiting sender.
+        """
+        with self._lock:
+            now = self._clock()
+            if self._started is None:
+                self._started = now
+            if self.rate is None:
+                return 0.0
+            if now - self._throttled >= self.history:
+                self.rate = None  # long quiet: the 429s were a passing fault, not a quota
+                return 0.0
+            if now - self._throttled >= self.window and now - self._grown >= self.window:
+                # Quiet for a window while there is work waiting: probe upwards, fast while
+                # under the last measured rate (or when nothing was ever measured).
+                fast = self.rate * 2 <= self._known or not self._known
+                self.rate *= 2 if fast else self.growth
+                self._grown = now
+            capacity = max(1.0, self.rate)
+            self._tokens = min(capacity, self._tokens + (now - self._filled) * self.rate)
+            self._filled = now
+            if self._tokens >= 1.0 - 1e-9:  # float refill arithmetic
+                self._tokens -= 1.0
+                return 0.0
+            return (1.0 - self._tokens) / self.rate
+
+    def success(self) -> None:
+        """Record a request the service accepted."""
+        with self._lock:
+            now = self._clock()
+            self._successes.append(now)
+            self._trim(now)
+
+    def throttled(self) -> None:
+        """Record a 429: the rate becomes what got through lately."""
+        with self._lock:
+            now = self._clock()
+            self._throttled = now
+            if self.rate is not None and now - self._cut < self.window:
+                return  # one cut per window: a burst of 429s is one signal
+            self._trim(now)
+            started = self._started if self._started is not None else now
+            # Over a short run divide by one second at least: the quota's bucket is 1 s deep.
+            recent = sum(1 for t in self._successes if t >= now - self.window)
+            span = self.window if recent >= 10 else self.history
+            count = recent if recent >= 10 else len(self._successes)
+            measured = count / max(1.0, min(span, now - started))
+            if measured:
+                self._known = measured
+                self.rate = max(self.min_rate, measured * self.headroom)
+            else:
+                self.rate = max(self.min_rate, (self.rate or 2.0) / 2)
+            self._cut = now
+            self._tokens = 0.0
+            self._filled = now
+
+    def _trim(self, now: float) -> None:
+        while self._successes and self._successes[0] < now - self.history:
+            self._successes.popleft()
+
+
+class AdaptiveWindow:
+    """AIMD concurrency window: halves on throttling, grows by ~1 per window of successes.
+
+    Requests in flight together are throttled together; like TCP's one cut per round trip, only a
+    request started after the last cut may cut again, so one burst of 429s halves the window once.
+    """
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = maximum
+        self.limit = float(maximum)
+        self._active = 0
+        self._epoch = 0
+        self._cond = threading.Condition()
+
+    def acquire(self) -> int:
+        """Wait for a slot; returns the epoch to hand back to :meth:`release`."""
+        with self._cond:
+            while self._active >= int(self.limit):
+                self._cond.wait()
+            self._active += 1
+            return self._epoch
+
+    def release(self, outcome: str, epoch: int) -> None:
+        """Free the slot; ``outcome`` is ``"ok"``, ``"throttle"`` or anything else."""
+        with self._cond:
+            self._active -= 1
+            if outcome == "throttle":
+                if epoch == self._epoch:
+                    self.limit = max(1.0, self.limit / 2)
+                    self._epoch += 1
+            elif outcome == "ok":
+                self.limit = min(float(self.maximum), self.limit + 1.0 / self.limit)
+            self._cond.notify_all()
+
+
+class Deadline:
+    """An overall time limit (``None`` seconds: none)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self._end = None if seconds is None else time.monotonic() + seconds
+
+    def remaining(self) -> float | None:
+        """Seconds left (never negative), or None without a deadline."""
+        return None if self._end is None else max(0.0, self._end - time.monotonic())
+
+    def passed(self) -> bool:
+        """Whether the deadline has passed."""
+        return self._end is not None and time.monotonic() >= self._end
+
+    def error(self) -> TimeoutError:
+        """The error a text gets when the deadline stops it."""
+        return TimeoutError(f"the {self.seconds:g} s timeout passed before this text was embedded")

@@ -1,0 +1,126 @@
+"""The embeddings' rate control: the learned send rate, failure classes and 403 hints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError, ReadTimeoutError
+
+from langchain_tidb_bedrock.embeddings._rate import (
+    Failure,
+    RateLearner,
+    access_hint,
+    classify,
+    reported_token_count,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _error(code: str, message: str, status: int = 400) -> ClientError:
+    response: Any = {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return ClientError(response, "InvokeModel")
+
+
+def test_unlimited_until_the_first_throttle_then_the_measured_rate() -> None:
+    clock = Clock()
+    rate = RateLearner(clock=clock)
+    assert all(rate.delay() == 0 for _ in range(100))
+    for _ in range(20):  # 20 successes over the last 2 s: 10 per second got through
+        clock.now += 0.1
+        rate.success()
+    rate.throttled()
+    learned = rate.rate
+    assert learned is not None
+    assert learned == pytest.approx(10 * 0.97)
+    assert rate.delay() == pytest.approx(1 / learned)  # no burst right after a throttle
+    clock.now += 1 / learned
+    assert rate.delay() == 0
+
+
+def test_one_cut_per_window_and_a_halving_when_nothing_got_through() -> None:
+    clock = Clock()
+    rate = RateLearner(clock=clock)
+    rate.delay()
+    rate.throttled()  # nothing succeeded yet: 1 request/s
+    assert rate.rate == 1.0
+    rate.throttled()  # the same burst: ignored
+    assert rate.rate == 1.0
+    clock.now += 2.0
+    rate.throttled()
+    assert rate.rate == 0.5
+
+
+def test_a_quiet_window_grows_the_rate_back_towards_the_measured_one() -> None:
+    clock = Clock()
+    rate = RateLearner(clock=clock)
+    rate.delay()
+    for _ in range(40):
+        clock.now += 0.05
+        rate.success()
+    rate.throttled()  # 20 per second got through
+    assert rate.rate == pytest.approx(19.4)
+    clock.now += 11.0  # all successes are history now
+    rate.throttled()
+    assert rate.rate == pytest.approx(9.7)  # nothing got through lately: halved
+    clock.now += 2.0
+    rate.delay()  # a quiet window: doubles while under the measured 20
+    assert rate.rate == pytest.approx(19.4)
+    clock.now += 2.0
+    rate.delay()  # above it: grows slowly, probing for a raised quota
+    assert rate.rate == pytest.approx(19.4 * 1.1)
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (_error("ThrottlingException", "Too many requests, please wait", 429), Failure.THROTTLE),
+        (
+            _error("ThrottlingException", "Too many tokens per day, please wait", 429),
+            Failure.DAILY_QUOTA,
+        ),
+        (_error("ServiceUnavailableException", "busy", 503), Failure.TRANSIENT),
+        (ReadTimeoutError(endpoint_url="http://x"), Failure.TRANSIENT),
+        (_error("AccessDeniedException", "no", 403), Failure.ACCESS),
+        (_error("ExpiredTokenException", "expired", 403), Failure.ACCESS),
+        (
+            _error(
+                "ValidationException",
+                "400 Bad Request: Too many input tokens. Max input tokens: 8192, "
+                "request input token count: 9001",
+            ),
+            Failure.INPUT_TOKENS,
+        ),
+        (_error("ValidationException", "Malformed input request"), Failure.FATAL),
+    ],
+)
+def test_classify(error: BaseException, kind: Failure) -> None:
+    assert classify(error) is kind
+
+
+def test_reported_token_count() -> None:
+    err = _error(
+        "ValidationException",
+        "400 Bad Request: Too many input tokens. Max input tokens: 8192, "
+        "request input token count: 9001",
+    )
+    assert reported_token_count(err) == (9001, 8192)
+    assert reported_token_count(_error("ValidationException", "other")) is None
+
+
+def test_access_hint_names_marketplace_for_meta_models_only() -> None:
+    denied = _error("AccessDeniedException", "not authorized", 403)
+    llama = access_hint(denied, "us.meta.llama3-2-3b-instruct-v1:0")
+    assert "aws-marketplace:Subscribe" in llama
+    assert "inference profile" in llama
+    assert "Marketplace" not in access_hint(denied, "amazon.titan-embed-text-v2:0")
