@@ -348,6 +348,7 @@ def test_demo_is_grounded_and_idempotent(
     retrieved = re.findall(r"^  \[\d\] (.+)$", block, re.MULTILINE)
     assert len(retrieved) == 3
     assert all(r in cli.DEMO_FACTS for r in retrieved)
+    assert retrieved[0] == cli.DEMO_FACTS[0]  # the definition of TiDB comes first
     answer = out.split("Answer:\n")[1].split("Sources:")[0].strip()
     assert answer.startswith("(LocalBedrock stand-in) TiDB")
     cited = {int(n) for n in re.findall(r"\[(\d+)\]", answer)}
