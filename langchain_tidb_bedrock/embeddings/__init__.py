@@ -3,6 +3,7 @@
 from langchain_tidb_bedrock.embeddings.titan import (
     DEFAULT_EMBEDDING_MODEL_ID,
     BedrockTitanEmbeddings,
+    PartialEmbeddingError,
 )
 
-__all__ = ["DEFAULT_EMBEDDING_MODEL_ID", "BedrockTitanEmbeddings"]
+__all__ = ["DEFAULT_EMBEDDING_MODEL_ID", "BedrockTitanEmbeddings", "PartialEmbeddingError"]
