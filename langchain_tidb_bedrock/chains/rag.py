@@ -23,6 +23,7 @@ from langchain_core.runnables import (
 )
 from langchain_core.vectorstores import VectorStore, VectorStoreRetriever
 
+from langchain_tidb_bedrock.chains._stream import retrying_stream
 from langchain_tidb_bedrock.chains.prompts import (
     CONDENSE_QUESTION_PROMPT,
     RAG_PROMPT,
@@ -203,11 +204,13 @@ def create_rag_chain(
 
         llm = create_llama3_chat()
     condense_chain = (condense_prompt or CONDENSE_QUESTION_PROMPT) | llm | StrOutputParser()
-    answer_chain = (
+    # A throttle before the first token is retried; after it, the error says what was streamed.
+    answer_chain = retrying_stream(
         RunnableLambda(_answer_inputs).with_config(run_name="format_context")
         | (prompt or RAG_PROMPT)
         | llm
-        | StrOutputParser()
+        | StrOutputParser(),
+        llm,
     )
 
     def _condense_args(inputs: dict[str, Any]) -> dict[str, str]:

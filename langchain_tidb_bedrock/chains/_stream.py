@@ -1,0 +1,132 @@
+"""The RAG answer's stream under throttling: retried before the first token, explained after.
+
+A throttle that arrives before anything was streamed costs the caller nothing, so the answer is
+requested again (with backoff). Once text has gone out, a retry would repeat it, so the caller
+gets :class:`AnswerStreamError`, naming the model and how much was streamed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from botocore.exceptions import ClientError
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator
+
+from langchain_tidb_bedrock.errors import TiDBBedrockError
+
+__all__ = ["AnswerStreamError", "retrying_stream"]
+
+_THROTTLE_CODES = {"throttlingexception", "toomanyrequestsexception"}
+
+
+class AnswerStreamError(TiDBBedrockError, RuntimeError):
+    """The answer stream failed after text had been streamed.
+
+    Attributes:
+        model: The model that was answering.
+        chars: Characters streamed before the failure.
+        chunks: Chunks (about one token each) streamed before the failure.
+    """
+
+    def __init__(self, model: str, chars: int, chunks: int, cause: BaseException) -> None:
+        self.model, self.chars, self.chunks = model, chars, chunks
+        code = ""
+        if isinstance(cause, ClientError):
+            code = cause.response.get("Error", {}).get("Code", "")
+        super().__init__(
+            f"the answer stream from {model} failed after {chars:,} characters in {chunks:,} "
+            f"chunks had been streamed ({code or type(cause).__name__}); the answer is "
+            "incomplete and was not retried, since a retry would repeat what was streamed"
+        )
+
+
+def _throttled(err: BaseException) -> bool:
+    if not isinstance(err, ClientError):
+        return False
+    return str(err.response.get("Error", {}).get("Code", "")).lower() in _THROTTLE_CODES
+
+
+def _model_name(llm: Any) -> str:
+    for attr in ("model_id", "model", "model_name"):
+        value = getattr(llm, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return type(llm).__name__
+
+
+def _merge(chunks: Iterator[Any] | list[Any]) -> Any:
+    value: Any = None
+    for chunk in chunks:
+        value = chunk if value is None else {**value, **chunk}
+    return value
+
+
+def retrying_stream(
+    chain: Runnable[Any, str],
+    llm: Any,
+    *,
+    max_retries: int = 3,
+    backoff: float = 0.5,
+) -> Runnable[Any, str]:
+    """Wrap ``chain`` (which ends in ``llm``) so a throttle before the first chunk is retried.
+
+    Args:
+        chain: The answer chain; it streams strings.
+        llm: The model, only to name it in errors.
+        max_retries: Retries of a throttle before anything was streamed.
+        backoff: First retry's backoff ceiling in seconds (doubles per retry, full jitter).
+
+    Returns:
+        A runnable with the same input and output; ``invoke`` streams internally.
+    """
+    model = _model_name(llm)
+
+    def delay(attempt: int) -> float:
+        return random.uniform(0, backoff * 2**attempt)  # noqa: S311 - jitter, not security
+
+    def transform(inputs: Iterator[Any], config: RunnableConfig) -> Iterator[str]:
+        value = _merge(inputs)
+        attempt = 0
+        while True:
+            chars = chunks = 0
+            try:
+                for piece in chain.stream(value, config):
+                    if piece:  # an empty chunk (message start) is not text the caller saw
+                        chars, chunks = chars + len(piece), chunks + 1
+                    yield piece
+                return
+            except Exception as err:
+                if chunks == 0 and _throttled(err) and attempt < max_retries:
+                    time.sleep(delay(attempt))
+                    attempt += 1
+                    continue
+                if chunks:
+                    raise AnswerStreamError(model, chars, chunks, err) from err
+                raise
+
+    async def atransform(inputs: AsyncIterator[Any], config: RunnableConfig) -> AsyncIterator[str]:
+        value = _merge([chunk async for chunk in inputs])
+        attempt = 0
+        while True:
+            chars = chunks = 0
+            try:
+                async for piece in chain.astream(value, config):
+                    if piece:  # an empty chunk (message start) is not text the caller saw
+                        chars, chunks = chars + len(piece), chunks + 1
+                    yield piece
+                return
+            except Exception as err:
+                if chunks == 0 and _throttled(err) and attempt < max_retries:
+                    await asyncio.sleep(delay(attempt))
+                    attempt += 1
+                    continue
+                if chunks:
+                    raise AnswerStreamError(model, chars, chunks, err) from err
+                raise
+
+    # RunnableGenerator passes the config to functions that take one; its stubs do not say so.
+    return RunnableGenerator(transform, atransform, name="answer")  # type: ignore[arg-type]
