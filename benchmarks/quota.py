@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -135,6 +136,8 @@ def quota_rows(scale: float = 1.0) -> list[Row]:
     global _SCALE  # noqa: PLW0603 - a module-level size knob for this script
     _SCALE = scale
     fake_aws_env()
+    # langchain-aws logs every failed call with its traceback: keep the table readable.
+    logging.getLogger("langchain_aws").setLevel(logging.CRITICAL)
     rows: list[Row] = []
     for rpm in QUOTAS:
         n = _texts(rpm)
