@@ -41,17 +41,15 @@ def to_matrix(
     try:
         matrix = np.asarray(vectors, dtype=np.float32)
     except (ValueError, TypeError) as exc:
-        lengths = sorted({len(v) for v in vectors}) if not isinstance(vectors, np.ndarray) else []
-        detail = f" (lengths seen: {lengths[:5]})" if len(lengths) > 1 else ""
-        msg = f"{what}s must be equal-length lists of numbers{detail}: {exc}"
-        raise ValueError(msg) from None
+        raise ValueError(_first_bad_vector(vectors, dimension, what) or str(exc)) from None
     if matrix.ndim != 2:
-        msg = f"expected a list of {what} vectors, got an array of shape {matrix.shape}"
+        detail = _first_bad_vector(vectors, dimension, what)
+        msg = detail or f"expected a list of {what} vectors, got an array of shape {matrix.shape}"
         raise ValueError(msg)
     if dimension is not None and matrix.shape[1] != dimension:
         msg = (
-            f"{what} dimension mismatch: the table stores {dimension}-dimensional vectors, "
-            f"got {matrix.shape[1]}"
+            f"{what} dimension mismatch at position 0: the table stores {dimension}-dimensional "
+            f"vectors, got {matrix.shape[1]}"
         )
         raise ValueError(msg)
     finite = np.isfinite(matrix).all(axis=1)
@@ -69,6 +67,28 @@ def to_matrix(
             )
             raise ValueError(msg)
     return matrix
+
+
+def _first_bad_vector(vectors: Any, dimension: int | None, what: str) -> str | None:
+    """Name the first vector that is not a list of numbers of the expected length."""
+    if isinstance(vectors, (np.ndarray, str, bytes)):
+        return None
+    expected = dimension
+    for n, vector in enumerate(vectors):
+        if isinstance(vector, (str, bytes)) or not hasattr(vector, "__len__"):
+            return f"{what} at position {n} must be a list of numbers, got {type(vector).__name__}"
+        if expected is None:
+            expected = len(vector)
+        if len(vector) != expected:
+            return (
+                f"{what} dimension mismatch at position {n}: expected {expected} numbers, "
+                f"got {len(vector)}"
+            )
+        try:
+            np.asarray(vector, dtype=np.float32)
+        except (ValueError, TypeError):
+            return f"{what} at position {n} must be a list of numbers"
+    return None
 
 
 def encode_vectors(matrix: npt.NDArray[np.float32]) -> list[str]:

@@ -18,9 +18,9 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.retrievers import BaseRetriever
 
-from langchain_tidb_bedrock import chat_models
 from langchain_tidb_bedrock.chains.prompts import NO_CONTEXT
 from langchain_tidb_bedrock.chains.rag import configure_retriever, create_rag_chain
+from langchain_tidb_bedrock.chat_models import llama as chat_llama
 from langchain_tidb_bedrock.chat_models.llama import DEFAULT_LLM_MODEL_ID, create_llama3_chat
 from langchain_tidb_bedrock.embeddings.titan import BedrockTitanEmbeddings
 from langchain_tidb_bedrock.local.bedrock import LocalBedrock, RecordedRequest
@@ -329,7 +329,7 @@ def test_default_llm_is_llama3_on_bedrock(
         calls.append(kwargs)
         return create_llama3_chat(*args, endpoint_url=bedrock.endpoint_url, **kwargs)
 
-    monkeypatch.setattr(chat_models, "create_llama3_chat", fake_factory)
+    monkeypatch.setattr(chat_llama, "create_llama3_chat", fake_factory)
     result = create_rag_chain(store, k=2).invoke("What is TiDB?")
     assert calls == [{}]
     (request,) = _converse(bedrock)

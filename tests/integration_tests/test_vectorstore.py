@@ -210,9 +210,10 @@ def test_bad_input_is_refused_before_any_write(
 @pytest.mark.parametrize(
     ("vectors", "message"),
     [
-        ([[1.0, 0.0, 0.0, 0.0], [1.0, 2.0]], "equal-length"),
-        ([[1.0, 0.0, 0.0, 0.0], [1.0, 2.0, 3.0]], "equal-length"),
-        ([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], "dimension mismatch"),
+        ([[1.0, 0.0, 0.0, 0.0], [1.0, 2.0]], "mismatch at position 1: expected 4 numbers, got 2"),
+        ([[1.0, 0.0, 0.0, 0.0], [1.0, 2.0, 3.0]], "mismatch at position 1"),
+        ([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], "dimension mismatch at position 0"),
+        ([[1.0, 0.0, 0.0, 0.0], "1,2,3,4"], "position 1 must be a list of numbers"),
         ([[1.0, 0.0, 0.0, 0.0], [math.nan, 0.0, 0.0, 0.0]], "position 1 contains NaN"),
         ([[1.0, 0.0, 0.0, 0.0], [math.inf, 0.0, 0.0, 0.0]], "position 1 contains NaN or inf"),
         ([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]], "position 1 is all zeros"),
