@@ -125,6 +125,41 @@ def local_bedrock() -> Iterator[Any]:
         yield server
 
 
+@pytest.fixture
+def bedrock(local_bedrock: Any) -> Iterator[Any]:
+    """The session's LocalBedrock, reset before and after the test."""
+    local_bedrock.reset()
+    yield local_bedrock
+    local_bedrock.reset()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[Any]:
+    """One LocalS3 (moto's server mode) for the session."""
+    from langchain_tidb_bedrock.local import LocalS3
+
+    with LocalS3() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def batch_server(s3_server: Any) -> Iterator[Any]:
+    """A LocalBedrock that runs batch inference jobs against ``s3_server``."""
+    from langchain_tidb_bedrock.local import LocalBedrock
+
+    with LocalBedrock(s3_endpoint_url=s3_server.endpoint_url) as server:
+        yield server
+
+
+@pytest.fixture
+def batch_bedrock(batch_server: Any) -> Iterator[Any]:
+    """``batch_server`` reset before the test; its jobs finish before the next test starts."""
+    batch_server.reset()
+    batch_server.batch_jobs.reset()
+    yield batch_server
+    batch_server.batch_jobs.wait()
+
+
 @pytest.fixture(autouse=True)
 def _aws_test_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # Fake credentials keep boto3 from probing IMDS; a bearer token would force HTTPS.

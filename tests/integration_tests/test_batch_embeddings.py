@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -22,24 +21,9 @@ from langchain_tidb_bedrock.local.s3 import LocalS3
 ROLE = "arn:aws:iam::123456789012:role/BedrockBatch"
 
 
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[LocalS3]:
-    with LocalS3() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def batch_bedrock(s3_server: LocalS3) -> Iterator[LocalBedrock]:
-    with LocalBedrock(s3_endpoint_url=s3_server.endpoint_url) as server:
-        yield server
-
-
 @pytest.fixture
-def bedrock(batch_bedrock: LocalBedrock) -> Iterator[LocalBedrock]:
-    batch_bedrock.reset()
-    batch_bedrock.batch_jobs.reset()
-    yield batch_bedrock
-    batch_bedrock.batch_jobs.wait()
+def bedrock(batch_bedrock: LocalBedrock) -> LocalBedrock:
+    return batch_bedrock  # this module's tests run batch jobs (see conftest)
 
 
 @pytest.fixture

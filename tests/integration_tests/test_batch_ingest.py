@@ -4,7 +4,6 @@ real TiDB, through the command line in-process."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +20,9 @@ from langchain_tidb_bedrock.vectorstores.base import TiDBVectorStore
 ROLE = "arn:aws:iam::123456789012:role/BedrockBatch"
 
 
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[LocalS3]:
-    with LocalS3() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def batch_bedrock(s3_server: LocalS3) -> Iterator[LocalBedrock]:
-    with LocalBedrock(s3_endpoint_url=s3_server.endpoint_url) as server:
-        yield server
-
-
 @pytest.fixture
-def bedrock(batch_bedrock: LocalBedrock) -> Iterator[LocalBedrock]:
-    batch_bedrock.reset()
-    batch_bedrock.batch_jobs.reset()
-    yield batch_bedrock
-    batch_bedrock.batch_jobs.wait()
+def bedrock(batch_bedrock: LocalBedrock) -> LocalBedrock:
+    return batch_bedrock  # this module's tests run batch jobs (see conftest)
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from botocore.config import Config
 from botocore.exceptions import EventStreamError
@@ -25,13 +23,6 @@ PASSAGES = (
     "with an HNSW vector index.\n"
     "[3] The Eiffel Tower is in Paris."
 )
-
-
-@pytest.fixture
-def bedrock(local_bedrock: LocalBedrock) -> Iterator[LocalBedrock]:
-    local_bedrock.reset()
-    yield local_bedrock
-    local_bedrock.reset()
 
 
 def test_defaults_and_converse_request_schema(bedrock: LocalBedrock) -> None:

@@ -25,12 +25,6 @@ FILLER = " ".join(f"Note {n} about tuning batch size {n * 8}." for n in range(12
 
 
 @pytest.fixture
-def bedrock(local_bedrock: LocalBedrock) -> LocalBedrock:
-    local_bedrock.reset()
-    return local_bedrock
-
-
-@pytest.fixture
 def args(tidb_url: str, bedrock: LocalBedrock, table_name: str) -> list[str]:
     return [
         "--tidb-url",

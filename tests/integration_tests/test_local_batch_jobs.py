@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -18,18 +17,14 @@ ROLE = "arn:aws:iam::123456789012:role/BedrockBatch"
 MODEL = "amazon.titan-embed-text-v2:0"
 
 
-@pytest.fixture(scope="module")
-def servers() -> Iterator[tuple[LocalS3, LocalBedrock]]:
-    with LocalS3() as s3, LocalBedrock(s3_endpoint_url=s3.endpoint_url) as bedrock:
-        yield s3, bedrock
+@pytest.fixture
+def servers(s3_server: LocalS3, batch_server: LocalBedrock) -> tuple[LocalS3, LocalBedrock]:
+    return s3_server, batch_server
 
 
 @pytest.fixture
-def bedrock(servers: tuple[LocalS3, LocalBedrock]) -> Iterator[LocalBedrock]:
-    servers[1].reset()
-    servers[1].batch_jobs.reset()
-    yield servers[1]
-    servers[1].batch_jobs.wait()
+def bedrock(batch_bedrock: LocalBedrock) -> LocalBedrock:
+    return batch_bedrock  # this module's tests run batch jobs (see conftest)
 
 
 @pytest.fixture
