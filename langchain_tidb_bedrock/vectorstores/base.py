@@ -20,6 +20,7 @@ from langchain_tidb_bedrock.errors import ConnectionConfigError
 from langchain_tidb_bedrock.vectorstores import documents, indexes
 from langchain_tidb_bedrock.vectorstores.connection import redact, tidb_url_from_env
 from langchain_tidb_bedrock.vectorstores.engines import Engines
+from langchain_tidb_bedrock.vectorstores.metadata_index import declare
 from langchain_tidb_bedrock.vectorstores.models import vector_table
 from langchain_tidb_bedrock.vectorstores.runner import Op
 from langchain_tidb_bedrock.vectorstores.schema import DistanceStrategy, validate_identifier
@@ -177,6 +178,7 @@ class TiDBVectorStore(VectorStore):
         ca_path: str | None = None,
         bulk_load: bool = True,
         relevance_score_fn: Callable[[float], float] | None = None,
+        indexed_metadata: Mapping[str, Any] | None = None,
     ) -> None:
         """Create the store; no database or embedding call happens here.
 
@@ -203,6 +205,11 @@ class TiDBVectorStore(VectorStore):
                 multi-row INSERT on TiDB); falls back to INSERT by itself where refused.
             relevance_score_fn: distance -> relevance for ``*_with_relevance_scores``; default
                 langchain-core's function for the metric (cosine: ``1 - distance``).
+            indexed_metadata: metadata keys to index, ``{"tenant": str, "year": int,
+                "tags": list[str]}`` (types: str, int, float, list[str]). Filters on them
+                (equality, ``$in``, ranges, ``$contains`` for lists) read the index instead of
+                every row's JSON, with unchanged results. Created with the table, or by
+                :meth:`create_table` on an existing one; indexes made earlier are recognised.
         """
         self.table_name = validate_identifier(table_name)
         if filter_strategy not in ("auto", "pre", "post"):
@@ -244,6 +251,7 @@ class TiDBVectorStore(VectorStore):
             dimension=embedding_dimension,
             vector_index=vector_index,
             host=self._url.host,
+            indexed_metadata=indexed_metadata,
         )
         self._writer = Writer(
             self._table,
@@ -693,6 +701,32 @@ class TiDBVectorStore(VectorStore):
     async def acreate_vector_index(self) -> None:
         """Async :meth:`create_vector_index`."""
         await self._arun(indexes.op_create_vector_index(self._table, self._url.host))
+
+    def create_metadata_index(self, key: str, type: Any) -> bool:
+        """Index one metadata key of the existing table (see ``indexed_metadata``).
+
+        Args:
+            key: the metadata field, as filters name it (``"tenant"``, ``"a.b"``).
+            type: str, int, float or list[str].
+
+        Returns:
+            True when the index was added, False when the table already had it.
+
+        Raises:
+            ValueError: a bad key or type, no table yet, the key already indexed with another
+                type, or stored values TiDB cannot index (e.g. a list key holding numbers).
+        """
+        return self._run(self._table.op_create_metadata_index(declare(key, type)))
+
+    async def acreate_metadata_index(self, key: str, type: Any) -> bool:
+        """Async :meth:`create_metadata_index`."""
+        return await self._arun(self._table.op_create_metadata_index(declare(key, type)))
+
+    @property
+    def indexed_metadata(self) -> dict[str, str]:
+        """Indexed metadata keys known so far (declared or found on the table): key -> type."""
+        found = {**self._table.declared, **self._table.metadata_indexes}
+        return {idx.key: idx.type for idx in found.values()}
 
     def vector_index_status(self) -> list[dict[str, Any]]:
         """Build progress rows from ``INFORMATION_SCHEMA.TIFLASH_INDEXES`` for this table.

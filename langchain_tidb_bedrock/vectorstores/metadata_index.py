@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,8 +39,11 @@ __all__ = [
     "MetadataIndex",
     "add_index_ddl",
     "declare",
+    "declare_all",
     "narrowing",
     "parse_comment",
+    "refusal",
+    "same_kind",
 ]
 
 COMMENT_PREFIX = "ltb-meta:"
@@ -59,7 +62,7 @@ class MetadataIndex:
 
     @property
     def kind(self) -> str:
-        """ "str", "number" or "list": what the index holds."""
+        """What the index holds: "str", "number" or "list"."""
         return _KINDS[self.type]
 
     @property
@@ -273,6 +276,18 @@ def narrowing(
     return out
 
 
-def describe(indexes: Sequence[MetadataIndex]) -> dict[str, str]:
-    """``{key: type}`` for display."""
-    return {i.key: i.type for i in indexes}
+def same_kind(a: MetadataIndex, b: MetadataIndex) -> bool:
+    """Whether two declarations need the same index (``int`` and ``float`` share one)."""
+    return a.kind == b.kind
+
+
+def refusal(idx: MetadataIndex, exc: BaseException) -> str:
+    """The error for an index TiDB would not build, with the likely reason."""
+    orig = getattr(exc, "orig", exc)
+    hint = ""
+    if idx.kind == "list":
+        hint = (
+            f"; every stored value of {idx.key!r} must be an array of strings of at most "
+            f"{STRING_LENGTH} characters, a string, or absent"
+        )
+    return f"TiDB refused the index for metadata key {idx.key!r} ({idx.type}): {orig}{hint}"

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
+from typing import Any
 
 import sqlalchemy as sa
 
-from langchain_tidb_bedrock.vectorstores import indexes
+from langchain_tidb_bedrock.vectorstores import indexes, metadata_index
+from langchain_tidb_bedrock.vectorstores.metadata_index import MetadataIndex
 from langchain_tidb_bedrock.vectorstores.queries import Queries
 from langchain_tidb_bedrock.vectorstores.runner import Op, read, write
 from langchain_tidb_bedrock.vectorstores.schema import (
@@ -43,8 +46,14 @@ class TableState:
         dimension: int | None,
         vector_index: bool | None,
         host: str | None,
+        indexed_metadata: Mapping[str, Any] | None = None,
     ) -> None:
         """Record what the caller asked for; nothing is read until an operation needs it."""
+        # Declared keys are created with the table (or by create_table() on an existing one);
+        # searches use the indexes the table has, declared here or not.
+        self.declared = metadata_index.declare_all(indexed_metadata)
+        self.metadata_indexes: dict[tuple[str, ...], MetadataIndex] = {}
+        self._warned_missing = False
         self.name = name
         self.table = table_object(name)
         self.strategy_given = strategy
@@ -65,15 +74,21 @@ class TableState:
 
     @property
     def queries(self) -> Queries:
-        """Statement builders for this table and metric."""
-        if self._queries is None or self._queries.strategy is not self.strategy:
-            self._queries = Queries(self.table, self.strategy)
-        return self._queries
+        """Statement builders for this table, metric and indexed metadata keys."""
+        q = self._queries
+        if (
+            q is None
+            or q.strategy is not self.strategy
+            or q.metadata_indexes != self.metadata_indexes
+        ):
+            self._queries = Queries(self.table, self.strategy, self.metadata_indexes)
+        return self._queries  # type: ignore[return-value]
 
     def forget(self) -> None:
         """Drop what was learnt (after the table was dropped)."""
         self.info = None
         self.index_ready = False
+        self.metadata_indexes = {}
 
     # ------------------------------------------------------------------ operations
 
@@ -86,6 +101,7 @@ class TableState:
         if info is None:
             return None
         self._adopt(info)
+        self._adopt_metadata_indexes(info)
         if (yield from self.op_has_tiflash()):
             # An index made earlier (by us or by hand) is what lets "auto" post-filter.
             ddl = yield from read(f"SHOW CREATE TABLE {quote_identifier(self.name)}")
@@ -108,6 +124,56 @@ class TableState:
                 # A langchain-community table records its metric in a column comment.
                 self.strategy_given = info.legacy_metric
             self.info = info
+
+    def _adopt_metadata_indexes(self, info: TableInfo) -> None:
+        found: dict[tuple[str, ...], MetadataIndex] = {}
+        for name, comment in info.index_comments:
+            idx = metadata_index.parse_comment(comment)
+            if idx is not None and idx.index == name:
+                found[idx.path] = idx
+        self.metadata_indexes = found
+        missing = [i.key for p, i in self.declared.items() if p not in found]
+        if missing and not self._warned_missing:
+            self._warned_missing = True
+            logger.warning(
+                "TiDB table %r has no index for indexed_metadata key(s) %s: filters on them "
+                "scan the JSON; create_table() or create_metadata_index() adds them",
+                self.name,
+                ", ".join(map(repr, missing)),
+            )
+
+    def op_create_metadata_index(self, idx: MetadataIndex) -> Op[bool]:
+        """Add the index for one key unless the table has it; True when it was added.
+
+        Raises:
+            ValueError: the table does not exist, or the key is indexed with another type.
+        """
+        info = yield from self.op_info()
+        if info is None:
+            msg = f"table {self.name!r} does not exist yet: add documents or call create_table()"
+            raise ValueError(msg)
+        present = self.metadata_indexes.get(idx.path)
+        if present is not None:
+            if metadata_index.same_kind(present, idx):
+                return False
+            msg = (
+                f"metadata key {idx.key!r} is already indexed as {present.type}, not {idx.type}; "
+                "drop that index first to change its type"
+            )
+            raise ValueError(msg)
+        steps = [(sql, [params]) for sql, params in metadata_index.add_index_ddl(self.name, idx)]
+        try:
+            for step in steps:  # DDL commits by itself: one statement per request
+                yield from write(step)
+        except sa.exc.DBAPIError as exc:
+            # Another store may have added it meanwhile: trust what the table now has.
+            self.info = None
+            yield from self.op_info()
+            if idx.path not in self.metadata_indexes:
+                raise ValueError(metadata_index.refusal(idx, exc)) from exc
+            return False
+        self.metadata_indexes = {**self.metadata_indexes, idx.path: idx}
+        return True
 
     def op_has_tiflash(self) -> Op[bool]:
         """Whether the server has a TiFlash store (asked once per store)."""
@@ -132,6 +198,7 @@ class TableState:
                     f"{info.dimension}-dimensional vectors, got {dimension}"
                 )
                 raise ValueError(msg)
+            yield from self.op_ensure_metadata_indexes()
             return info
         tiflash = yield from self.op_has_tiflash()
         want_index = self.vector_index
@@ -156,7 +223,14 @@ class TableState:
             raise RuntimeError(msg)
         # CREATE ... IF NOT EXISTS may have met a table made concurrently: trust what exists.
         self.index_ready = self.index_ready or index_ready
+        yield from self.op_ensure_metadata_indexes()
         return created
+
+    def op_ensure_metadata_indexes(self) -> Op[None]:
+        """Add the declared metadata indexes the table lacks."""
+        for path, idx in self.declared.items():
+            if path not in self.metadata_indexes:
+                yield from self.op_create_metadata_index(idx)
 
     def say_exact_once(self) -> None:
         """Log once per store that searches are exact scans (no vector index)."""

@@ -56,11 +56,25 @@ def _metadata(rng: random.Random) -> dict[str, Any]:
         meta["n"] = {k: rng.choice(_VALUES) for k in ("x", "y") if rng.random() < 0.7}
     elif roll < 0.7:
         meta["n"] = rng.choice(_VALUES)
+    # "t" holds what a list[str] index accepts: a list of strings, a string, or nothing.
+    strings = [v for v in _VALUES if isinstance(v, str)]
+    roll = rng.random()
+    if roll < 0.6:
+        meta["t"] = rng.sample(strings, rng.randint(0, 3))
+    elif roll < 0.8:
+        meta["t"] = rng.choice(strings)
     return meta
 
 
-@pytest.fixture(scope="module")
-def table(tidb_url: str) -> Iterator[tuple[TiDBVectorStore, list[dict[str, Any]], np.ndarray]]:
+# Indexed keys of every kind, over values of every JSON type: the index narrows, the JSON
+# condition decides, so results must not change.
+INDEXED = {"a": str, "b": float, "c": int, "n.x": str, "t": list[str]}
+
+
+@pytest.fixture(scope="module", params=["json", "indexed"])
+def table(
+    tidb_url: str, request: pytest.FixtureRequest
+) -> Iterator[tuple[TiDBVectorStore, list[dict[str, Any]], np.ndarray]]:
     rng = random.Random(20261124)
     metas = [_metadata(rng) for _ in range(ROWS)]
     vectors = np.random.default_rng(7).normal(size=(ROWS, DIM)).astype(np.float32)
@@ -70,6 +84,7 @@ def table(tidb_url: str) -> Iterator[tuple[TiDBVectorStore, list[dict[str, Any]]
         embedding_dimension=DIM,
         table_name=f"prop_{uuid.uuid4().hex[:10]}",
         batch_size=32,
+        indexed_metadata=INDEXED if request.param == "indexed" else None,
     )
     store.add_embeddings(
         [f"row {i}" for i in range(ROWS)], vectors, metas, ids=[str(i) for i in range(ROWS)]
@@ -89,7 +104,7 @@ _PLANS = {
 
 @pytest.mark.parametrize("path", ["pre-join", "pre-scan", "pre-auto", "post"])
 @settings(
-    max_examples=60,
+    max_examples=50,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -111,6 +126,8 @@ def test_filtered_search_matches_reference(
         hits = store.similarity_search_with_score_by_vector(
             query.tolist(), k=k, filter=filter, filter_strategy=strategy
         )
+    if store.indexed_metadata:
+        assert len(store._table.metadata_indexes) == len(INDEXED)
     # Never an unfiltered row, never fewer than k when k rows match, nearest first.
     assert {d.id for d, _ in hits} <= expected_ids
     assert all(matches(filter, d.metadata) for d, _ in hits)
