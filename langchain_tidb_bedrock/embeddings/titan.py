@@ -20,7 +20,7 @@ import threading
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -231,6 +231,10 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
         vectors = await embeddings.aembed_documents(["TiDB", "Bedrock"])
         ```
     """
+
+    # Titan refuses empty or whitespace-only input: TiDBVectorStore checks a whole list for
+    # them before embedding or writing anything.
+    rejects_blank_texts: ClassVar[bool] = True
 
     model_id: str = Field(
         default_factory=lambda: (

@@ -107,24 +107,17 @@ def test_usage_is_accumulated(bedrock: LocalBedrock) -> None:
 # ---------------------------------------------------------------- speed and concurrency
 
 
-def test_concurrent_and_much_faster_than_langchain_aws(bedrock: LocalBedrock) -> None:
+def test_concurrent_and_identical_to_langchain_aws(bedrock: LocalBedrock) -> None:
+    # Concurrency is checked here; how much faster it is lives in `make bench` (embed.py).
     bedrock.latency = 0.05
     ours = make(bedrock)
-    start = time.perf_counter()
     fast = ours.embed_documents(TEXTS)
-    ours_s = time.perf_counter() - start
     assert 1 < bedrock.max_in_flight <= ours.max_concurrency
-
     baseline = BedrockEmbeddings(
         model_id=TITAN, endpoint_url=bedrock.endpoint_url, region_name="us-east-1"
     )
-    start = time.perf_counter()
+    bedrock.latency = 0.0
     slow = baseline.embed_documents(TEXTS)
-    baseline_s = time.perf_counter() - start
-
-    ratio = baseline_s / ours_s
-    print(f"langchain-aws {baseline_s:.2f}s, ours {ours_s:.2f}s, ratio {ratio:.1f}x")
-    assert ratio >= 8, f"only {ratio:.1f}x faster"
     np.testing.assert_allclose(np.asarray(fast), np.asarray(slow), atol=1e-7)
 
 
@@ -362,3 +355,18 @@ def test_similar_texts_are_close(bedrock: LocalBedrock) -> None:
         )
     )
     assert q @ near > q @ far + 0.2
+
+
+def test_store_refuses_a_blank_text_before_any_titan_call(
+    bedrock: LocalBedrock, tidb_url: str, table_name: str
+) -> None:
+    from langchain_tidb_bedrock import TiDBVectorStore
+
+    store = TiDBVectorStore(
+        make(bedrock), connection_string=tidb_url, table_name=table_name, batch_size=2
+    )
+    with pytest.raises(ValueError, match="position 3 is empty or whitespace only"):
+        store.add_texts(["a", "b", "c", " \n"])
+    assert bedrock.requests == []  # not one text embedded
+    assert store.count() == 0
+    store.close()
