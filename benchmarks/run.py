@@ -25,6 +25,11 @@ SIZES = {
         "embed": 1_000,
         "e2e": 1_000,
         "memory": 100_000,
+        "network_docs": 2_000,
+        "network_queries": 30,
+        "scale": [20_000, 80_000, 200_000],
+        "scale_queries": 3,
+        "async_ingest": 20_000,
     },
     "smoke": {
         "ingest": 300,
@@ -34,6 +39,11 @@ SIZES = {
         "embed": 40,
         "e2e": 30,
         "memory": 2_000,
+        "network_docs": 200,
+        "network_queries": 3,
+        "scale": [300, 600],
+        "scale_queries": 1,
+        "async_ingest": 300,
     },
 }
 
@@ -57,12 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
     parser.add_argument(
-        "--only", nargs="*", default=None, help="subset: ingest search embed e2e memory"
+        "--only",
+        nargs="*",
+        default=None,
+        help="subset: ingest search embed e2e network async_ingest scale memory",
     )
     args = parser.parse_args(argv)
     logging.getLogger("langchain_tidb_bedrock").setLevel(logging.ERROR)  # "exact kNN" notices
     size = SIZES["smoke" if args.smoke else "full"]
-    wanted = set(args.only or ["ingest", "search", "embed", "e2e", "memory"])
+    everything = ["ingest", "search", "embed", "e2e", "network", "async_ingest", "scale", "memory"]
+    wanted = set(args.only or everything)
     rows: list[Row] = []
     started = time.time()
     with LocalTiDB() as tidb:
@@ -85,6 +99,22 @@ def main(argv: list[str] | None = None) -> int:
 
             rows.append(e2e.e2e_row(tidb.url, size["e2e"], size["repeat"]))
             print_table(rows[-1:])
+        if "network" in wanted:
+            from benchmarks import scale
+
+            rows += scale.network_rows(tidb.url, size["network_docs"], size["network_queries"])
+            print_table(rows[-2:])
+        if "async_ingest" in wanted:
+            from benchmarks import scale
+
+            rows += scale.ingest_rows(tidb.url, size["async_ingest"], size["repeat"])
+            print_table(rows[-1:])
+        if "scale" in wanted:
+            from benchmarks import scale
+
+            scale_rows = scale.scale_rows(tidb.url, size["scale"], size["scale_queries"])
+            rows += scale_rows
+            print_table(scale_rows)
         if "memory" in wanted:
             from benchmarks import memory
 

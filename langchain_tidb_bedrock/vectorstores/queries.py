@@ -31,8 +31,8 @@ class PrefilterPlan:
     a few percent of matching rows and loses 1.5-1.7x at 10-30%, hence 3% of a sample.
     """
 
-    sample_rows: int = 2000  # rows (in id order) the JSON filter is tried on
-    join_max: int = 60  # matches in that sample up to which ids are joined back (3%)
+    sample_rows: int = 1000  # rows (the first the scan meets) the JSON filter is tried on
+    join_max: int = 30  # matches in that sample up to which ids are joined back (3%)
     index_cap: int = 5000  # index entries up to which the index is read instead of a scan
 
 
@@ -132,7 +132,7 @@ class Queries:
         - *broad*: one filtered scan, as a plain ``WHERE filter ORDER BY distance LIMIT k``.
 
         The guard counts matches in a bounded read: up to ``index_cap + 1`` entries of the
-        index, or the filter over the first ``sample_rows`` rows (in id order) for a JSON-only
+        index, or the filter over the first ``sample_rows`` rows the scan meets for a JSON-only
         filter. Both branches return exactly the filter's k nearest; the guard only chooses
         which is faster.
         """
