@@ -25,12 +25,15 @@ if TYPE_CHECKING:
         BedrockTitanEmbeddings,
     )
     from langchain_tidb_bedrock.errors import (
+        AnswerStreamError,
         BedrockConfigError,
         BedrockEmbeddingError,
         ConnectionConfigError,
         FilterError,
+        PartialEmbeddingError,
         TiDBBedrockError,
         TiFlashUnavailableError,
+        WriteError,
     )
     from langchain_tidb_bedrock.vectorstores.base import TiDBVectorStore
     from langchain_tidb_bedrock.vectorstores.connection import tidb_url_from_env
@@ -50,7 +53,10 @@ _EXPORTS: dict[str, str] = {
     "DEFAULT_EMBEDDING_MODEL_ID": "embeddings.titan",
     "BedrockTitanEmbeddings": "embeddings.titan",
     "BedrockBatchEmbeddings": "embeddings.batch",
+    "AnswerStreamError": "errors",
     "BedrockConfigError": "errors",
+    "PartialEmbeddingError": "errors",
+    "WriteError": "errors",
     "BedrockEmbeddingError": "errors",
     "ConnectionConfigError": "errors",
     "FilterError": "errors",
@@ -86,6 +92,9 @@ except metadata.PackageNotFoundError:  # running from a source tree without an i
 
 __all__ = [
     "CONDENSE_QUESTION_PROMPT",
+    "AnswerStreamError",
+    "PartialEmbeddingError",
+    "WriteError",
     "DEFAULT_EMBEDDING_MODEL_ID",
     "DEFAULT_LLM_MODEL_ID",
     "RAG_PROMPT",

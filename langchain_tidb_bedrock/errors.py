@@ -10,11 +10,13 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "AnswerStreamError",
     "BedrockConfigError",
     "BedrockEmbeddingError",
     "ConnectionConfigError",
     "FilterError",
     "LoadDataWarningError",
+    "PartialEmbeddingError",
     "RuntimeConfigError",
     "TiDBBedrockError",
     "TiFlashUnavailableError",
@@ -100,4 +102,45 @@ class WriteError(TiDBBedrockError, RuntimeError):
             f"writing documents {position}-{position + count - 1} into table {table!r} failed "
             f"(TiDB error{code}: {detail}); the {committed} documents before position "
             f"{position} are stored, none after"
+        )
+
+
+class PartialEmbeddingError(BedrockEmbeddingError):
+    """A :class:`BedrockEmbeddingError` that keeps the work already done.
+
+    Attributes:
+        vectors: One entry per input text: its vector, or None where it failed.
+        failed_indices: The input positions that were not embedded.
+        last_error: The error behind the failures (a ``TimeoutError`` at the deadline).
+    """
+
+    def __init__(
+        self,
+        failed_indices: list[int],
+        total: int,
+        last_error: BaseException,
+        vectors: list[list[float] | None],
+    ) -> None:
+        super().__init__(failed_indices, total, last_error)
+        self.vectors = vectors
+
+
+class AnswerStreamError(TiDBBedrockError, RuntimeError):
+    """The answer stream failed after text had been streamed.
+
+    Attributes:
+        model: The model that was answering.
+        chars: Characters streamed before the failure.
+        chunks: Chunks (about one token each) streamed before the failure.
+    """
+
+    def __init__(self, model: str, chars: int, chunks: int, cause: BaseException) -> None:
+        self.model, self.chars, self.chunks = model, chars, chunks
+        # botocore's ClientError carries the service's code; read it without importing botocore.
+        response = getattr(cause, "response", None)
+        code = response.get("Error", {}).get("Code", "") if isinstance(response, dict) else ""
+        super().__init__(
+            f"the answer stream from {model} failed after {chars:,} characters in {chunks:,} "
+            f"chunks had been streamed ({code or type(cause).__name__}); the answer is "
+            "incomplete and was not retried, since a retry would repeat what was streamed"
         )

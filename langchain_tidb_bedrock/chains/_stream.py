@@ -16,32 +16,11 @@ from typing import Any
 from botocore.exceptions import ClientError
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator
 
-from langchain_tidb_bedrock.errors import TiDBBedrockError
+from langchain_tidb_bedrock.errors import AnswerStreamError
 
 __all__ = ["AnswerStreamError", "retrying_stream"]
 
 _THROTTLE_CODES = {"throttlingexception", "toomanyrequestsexception"}
-
-
-class AnswerStreamError(TiDBBedrockError, RuntimeError):
-    """The answer stream failed after text had been streamed.
-
-    Attributes:
-        model: The model that was answering.
-        chars: Characters streamed before the failure.
-        chunks: Chunks (about one token each) streamed before the failure.
-    """
-
-    def __init__(self, model: str, chars: int, chunks: int, cause: BaseException) -> None:
-        self.model, self.chars, self.chunks = model, chars, chunks
-        code = ""
-        if isinstance(cause, ClientError):
-            code = cause.response.get("Error", {}).get("Code", "")
-        super().__init__(
-            f"the answer stream from {model} failed after {chars:,} characters in {chunks:,} "
-            f"chunks had been streamed ({code or type(cause).__name__}); the answer is "
-            "incomplete and was not retried, since a retry would repeat what was streamed"
-        )
 
 
 def _throttled(err: BaseException) -> bool:

@@ -43,7 +43,11 @@ from langchain_tidb_bedrock.embeddings._rate import (
     classify,
     reported_token_count,
 )
-from langchain_tidb_bedrock.errors import BedrockConfigError, BedrockEmbeddingError
+from langchain_tidb_bedrock.errors import (
+    BedrockConfigError,
+    BedrockEmbeddingError,
+    PartialEmbeddingError,
+)
 
 __all__ = [
     "DEFAULT_EMBEDDING_MODEL_ID",
@@ -99,26 +103,6 @@ def _fit(text: str) -> str:
         else:
             high = mid - 1
     return text[:low]
-
-
-class PartialEmbeddingError(BedrockEmbeddingError):
-    """A :class:`BedrockEmbeddingError` that keeps the work already done.
-
-    Attributes:
-        vectors: One entry per input text: its vector, or None where it failed.
-        failed_indices: The input positions that were not embedded.
-        last_error: The error behind the failures (a ``TimeoutError`` at the deadline).
-    """
-
-    def __init__(
-        self,
-        failed_indices: list[int],
-        total: int,
-        last_error: BaseException,
-        vectors: list[list[float] | None],
-    ) -> None:
-        super().__init__(failed_indices, total, last_error)
-        self.vectors = vectors
 
 
 def _retry_after(err: BaseException) -> float:

@@ -27,6 +27,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from langchain_tidb_bedrock.errors import TiDBBedrockError
+
 __all__ = [
     "DEFAULT_TIDB_VERSION",
     "LocalTiDB",
@@ -56,7 +58,7 @@ slow-query-file = "{slow_log}"
 """
 
 
-class LocalTiDBError(RuntimeError):
+class LocalTiDBError(TiDBBedrockError, RuntimeError):
     """The local tidb-server could not be built, found or started."""
 
 

@@ -8,6 +8,9 @@ import pytest
 import langchain_tidb_bedrock
 
 EXPECTED_ALL = {
+    "AnswerStreamError",
+    "PartialEmbeddingError",
+    "WriteError",
     "BedrockBatchEmbeddings",
     "BedrockConfigError",
     "BedrockEmbeddingError",
@@ -77,6 +80,9 @@ def test_store_import_pulls_in_no_aws_or_splitters() -> None:
         ("BedrockConfigError", RuntimeError),
         ("BedrockEmbeddingError", RuntimeError),
         ("TiFlashUnavailableError", RuntimeError),
+        ("PartialEmbeddingError", RuntimeError),
+        ("AnswerStreamError", RuntimeError),
+        ("WriteError", RuntimeError),
     ],
 )
 def test_public_errors_share_one_base_and_keep_their_builtin(name: str, builtin: type) -> None:
