@@ -64,13 +64,6 @@ def store(tidb_url: str, local_bedrock: LocalBedrock) -> Iterator[TiDBVectorStor
 
 
 @pytest.fixture
-def bedrock(local_bedrock: LocalBedrock) -> Iterator[LocalBedrock]:
-    local_bedrock.reset()
-    yield local_bedrock
-    local_bedrock.reset()
-
-
-@pytest.fixture
 def llm(bedrock: LocalBedrock) -> Any:
     return create_llama3_chat(endpoint_url=bedrock.endpoint_url)
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import io
-import os
 import re
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from helpers.env import offline_env
 
 from langchain_tidb_bedrock.cli import main as cli
 from langchain_tidb_bedrock.cli.ingest import chunk_id, split_file
@@ -432,16 +432,7 @@ def _tidb_servers_using(data_dir: Path) -> list[int]:
 
 def test_demo_subprocess_with_nothing_configured(tmp_path: Path) -> None:
     data_dir = tmp_path / "cli-data"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TIDB_", "AWS_", "BEDROCK_")) or k == "TIDB_SERVER_BIN"
-    }
-    env.update(
-        LTB_DATA_DIR=str(data_dir),
-        AWS_CONFIG_FILE=str(tmp_path / "none"),
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
-    )
+    env = offline_env(data_dir, tmp_path)
     proc = subprocess.run(
         [sys.executable, "-m", "langchain_tidb_bedrock", "demo"],
         env=env,

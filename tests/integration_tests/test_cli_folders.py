@@ -19,6 +19,7 @@ from typing import IO, Any
 
 import pytest
 import sqlalchemy as sa
+from helpers.env import offline_env
 
 from langchain_tidb_bedrock.cli import main as cli
 from langchain_tidb_bedrock.local.bedrock import LocalBedrock
@@ -451,20 +452,6 @@ def test_non_english_questions_retrieve_their_passages(
 # ---------------------------------------------------------------- the shared local server
 
 
-def _offline_env(data_dir: Path, tmp_path: Path) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TIDB_", "AWS_", "BEDROCK_")) or k == "TIDB_SERVER_BIN"
-    }
-    env.update(
-        LTB_DATA_DIR=str(data_dir),
-        AWS_CONFIG_FILE=str(tmp_path / "none"),
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
-    )
-    return env
-
-
 def _servers_on(data_dir: Path) -> list[int]:
     found = []
     for proc in Path("/proc").iterdir():
@@ -521,7 +508,7 @@ def test_commands_share_the_local_server_and_recover_from_kills(
     docs: Path, tmp_path: Path, chat_factory: Any
 ) -> None:
     data_dir = tmp_path / "cli-data"
-    env = _offline_env(data_dir, tmp_path)
+    env = offline_env(data_dir, tmp_path)
     # chat and ingest start together on a fresh data dir: one starts the server, the other
     # waits for it and joins.
     chat = chat_factory(env, "-v")

@@ -6,7 +6,6 @@ import asyncio
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -24,13 +23,6 @@ TEXTS = [
     f"passage {i} about {['tidb', 'vectors', 'bedrock', 'llama'][i % 4]} number {i}"
     for i in range(200)
 ]
-
-
-@pytest.fixture
-def bedrock(local_bedrock: LocalBedrock) -> Iterator[LocalBedrock]:
-    local_bedrock.reset()
-    yield local_bedrock
-    local_bedrock.reset()
 
 
 def make(bedrock: LocalBedrock, **kwargs: Any) -> BedrockTitanEmbeddings:

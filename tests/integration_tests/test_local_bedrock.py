@@ -7,7 +7,6 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -30,13 +29,6 @@ CONTEXT = (
     "\n"
     "Question: Does TiDB support vector search?"
 )
-
-
-@pytest.fixture
-def bedrock(local_bedrock: LocalBedrock) -> Iterator[LocalBedrock]:
-    local_bedrock.reset()
-    yield local_bedrock
-    local_bedrock.reset()
 
 
 @pytest.fixture
