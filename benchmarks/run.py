@@ -25,10 +25,10 @@ SIZES = {
         "embed": 1_000,
         "e2e": 1_000,
         "memory": 100_000,
-        "network_docs": 2_000,
-        "network_queries": 30,
+        "network_docs": 500,
+        "network_queries": 60,
         "scale": [20_000, 80_000, 200_000],
-        "scale_queries": 3,
+        "scale_queries": 5,
         "async_ingest": 20_000,
     },
     "smoke": {
