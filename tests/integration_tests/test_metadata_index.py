@@ -232,3 +232,21 @@ def test_the_index_ddl_binds_the_key(make_store: StoreFactory) -> None:
     with store.engine.connect() as conn:
         ddl = conn.exec_driver_sql(f"SHOW CREATE TABLE `{store.table_name}`").one()[1]
     assert '$."my key-1"' in ddl
+
+
+def test_the_guard_picks_the_join_for_a_selective_json_filter_and_the_scan_for_a_broad_one(
+    make_store: StoreFactory,
+) -> None:
+    store = make_store()
+    n = 60
+    store.add_embeddings(
+        [f"d{i}" for i in range(n)],
+        [[1.0, float(i), 0.0] for i in range(n)],
+        [{"rare": i == 7, "common": True} for i in range(n)],
+        ids=[f"{i:03d}" for i in range(n)],
+    )
+    selective = _plan(store, {"rare": True})  # 1 of 60 rows: ids joined back
+    broad = _plan(store, {"common": True})  # every row: one filtered scan
+    assert "Join" in selective, selective
+    assert "Join" not in broad, broad
+    assert selective.count("TableDual") == broad.count("TableDual") == 1
