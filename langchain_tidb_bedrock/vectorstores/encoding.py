@@ -14,8 +14,11 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from langchain_tidb_bedrock.vectorstores.filters import JSON_INT_MAX, JSON_INT_MIN
+
 __all__ = [
     "check_metadata",
+    "is_utf8",
     "decode_metadata",
     "decode_vector",
     "encode_metadata",
@@ -112,10 +115,10 @@ def decode_vector(text: str | bytes) -> list[float]:
 
 # TiDB refuses JSON nested deeper than 100 arrays/objects (error 3157).
 MAX_JSON_DEPTH = 100
-_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
 
-def _utf8(text: str) -> bool:
+def is_utf8(text: str) -> bool:
+    """False for a string with a lone surrogate (it cannot be sent to TiDB)."""
     if text.isascii():
         return True
     try:
@@ -148,7 +151,7 @@ def check_metadata(metadata: dict[str, Any], position: int) -> None:
                             "convert it yourself so two keys cannot collide"
                         )
                         raise ValueError(msg)
-                    if not _utf8(key):
+                    if not is_utf8(key):
                         msg = f"{where} has a key that is not valid UTF-8 (a lone surrogate)"
                         raise ValueError(msg)
                     stack.append((item, f"{path}.{key}" if path else key, depth + 1))
@@ -158,13 +161,13 @@ def check_metadata(metadata: dict[str, Any], position: int) -> None:
         elif isinstance(value, bool) or value is None:
             continue
         elif isinstance(value, int):
-            if not _INT_MIN <= value <= _INT_MAX:
+            if not JSON_INT_MIN <= value <= JSON_INT_MAX:
                 msg = (
                     f"{where} holds the integer {value}, outside the 64-bit range TiDB stores "
                     "exactly (it would come back as a rounded float); store it as a string"
                 )
                 raise ValueError(msg)
-        elif isinstance(value, str) and not _utf8(value):
+        elif isinstance(value, str) and not is_utf8(value):
             msg = f"{where} holds a string that is not valid UTF-8 (a lone surrogate)"
             raise ValueError(msg)
 

@@ -71,7 +71,7 @@ FIELD_OPERATORS = frozenset(
 _SEGMENT_RE = re.compile(r"[\w\- .]+")
 _UNESCAPED_DOT = re.compile(r"(?<!\\)\.")
 # Integers TiDB stores exactly in JSON (int64 / uint64); larger ones would become doubles.
-_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+JSON_INT_MIN, JSON_INT_MAX = -(2**63), 2**64 - 1
 _MAX_DEPTH = 64
 
 _NUMERIC_TYPES = ("INTEGER", "UNSIGNED INTEGER", "DOUBLE", "DECIMAL")
@@ -107,7 +107,7 @@ def _check_scalar(value: object, where: str) -> None:
     if value is None or isinstance(value, bool):
         return
     if isinstance(value, int):
-        if not _INT_MIN <= value <= _INT_MAX:
+        if not JSON_INT_MIN <= value <= JSON_INT_MAX:
             raise FilterError(f"integer {value} {where} is outside the 64-bit range TiDB stores")
         return
     if isinstance(value, float):

@@ -64,7 +64,6 @@ class TableState:
         self._tiflash: bool | None = None
         self._host = host
         self._lock = threading.Lock()
-        self._warned_exact = False
         self._queries: Queries | None = None
 
     @property
@@ -233,10 +232,9 @@ class TableState:
                 yield from self.op_create_metadata_index(idx)
 
     def say_exact_once(self) -> None:
-        """Log once per store that searches are exact scans (no vector index)."""
+        """Log once per table and process that searches are exact scans (no vector index)."""
         key = (self._host, self.name)
-        if not self._warned_exact and key not in _TOLD_EXACT:
-            self._warned_exact = True
+        if key not in _TOLD_EXACT:
             _TOLD_EXACT.add(key)
             logger.warning(
                 "TiDB table %r has no vector index (no TiFlash on this server, or disabled): "

@@ -19,7 +19,12 @@ from tqdm.auto import tqdm
 
 from langchain_tidb_bedrock.errors import LoadDataWarningError, WriteError
 from langchain_tidb_bedrock.vectorstores.bulk import LoadRows, is_load_data_refused
-from langchain_tidb_bedrock.vectorstores.encoding import encode_metadata, encode_vectors, to_matrix
+from langchain_tidb_bedrock.vectorstores.encoding import (
+    encode_metadata,
+    encode_vectors,
+    is_utf8,
+    to_matrix,
+)
 from langchain_tidb_bedrock.vectorstores.runner import Op, embed_documents, write
 from langchain_tidb_bedrock.vectorstores.schema import ID_LENGTH, DistanceStrategy
 from langchain_tidb_bedrock.vectorstores.table import TableState
@@ -44,17 +49,9 @@ def check_text(position: int, text: object, *, to_embed: bool = False) -> None:
             "cannot embed it"
         )
         raise ValueError(msg)
-    if not text.isascii() and not _is_utf8(text):
+    if not is_utf8(text):
         msg = f"text at position {position} is not valid UTF-8 (it has a lone surrogate)"
         raise ValueError(msg)
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _check_entry(position: int, size: int) -> None:
@@ -115,7 +112,7 @@ class Writer:
             if not isinstance(doc_id, str) or not doc_id:
                 msg = f"id at position {n} must be a non-empty string, got {doc_id!r}"
                 raise ValueError(msg)
-            if not doc_id.isascii() and not _is_utf8(doc_id):
+            if not is_utf8(doc_id):
                 msg = f"id at position {n} is not valid UTF-8 (it has a lone surrogate)"
                 raise ValueError(msg)
             if len(doc_id) > limit:
