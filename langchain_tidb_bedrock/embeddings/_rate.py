@@ -153,10 +153,16 @@ class RateLearner:
     so that is the sustainable rate, and a one-request bucket (60 requests/min) leaves no slack
     for sending at exactly its rate. Successes are counted over the last ``window``, or over up
     to ``history`` seconds when that window saw fewer than ten. A throttle with no success seen
-    yet halves the rate instead (from 1 request/s). After a window without throttles the rate
-    doubles up to the last measured rate, then grows by ``growth`` per window, so a raised
-    quota is found; after ``history`` seconds without a throttle it is unlimited again. The
-    bucket holds one second of the rate, like the quota it follows. Thread-safe.
+    yet halves the rate instead (from 1 request/s).
+
+    While no throttle comes the rate is probed upwards: under the last measured rate (or with
+    none measured yet) it doubles every ``window``; above it, it grows by ``growth`` once per
+    ``probe_requests`` sends (and ``window`` at least), because at a low quota the bucket is one
+    request deep and every probe above the quota costs a throttled request. A probe answered by
+    a throttle is undone: the rate before it had run a whole interval without one. After
+    ``history`` seconds without a throttle, and three slow probe intervals at least, the rate is
+    unlimited again. The bucket holds one second
+    of the rate, like the quota it follows. Thread-safe.
     """
 
     def __init__(
@@ -166,12 +172,15 @@ class RateLearner:
         growth: float = 1.1,
         history: float = 10.0,
         min_rate: float = 0.05,
+        probe_requests: int = 30,
         clock: Any = time.monotonic,
     ) -> None:
         self.window, self.headroom, self.growth = window, headroom, growth
         self.history, self.min_rate = history, min_rate
+        self.probe_requests = probe_requests
         self.rate: float | None = None
         self._known = 0.0  # the rate measured at the last cut
+        self._before_probe: float | None = None  # the rate a probe left, while it is on trial
         self._clock = clock
         self._lock = threading.Lock()
         self._successes: deque[float] = deque()
@@ -191,13 +200,17 @@ class RateLearner:
                 self._started = now
             if self.rate is None:
                 return 0.0
-            if now - self._throttled >= self.history:
+            # Under the last measured rate (or with none measured) probing is cheap: every
+            # window. Above it, once per `probe_requests` sends at least.
+            fast = self.rate * 2 <= self._known or not self._known
+            slow = max(self.window, self.probe_requests / self.rate)
+            quiet = now - self._throttled
+            if quiet >= max(self.history, 3 * slow):
                 self.rate = None  # long quiet: the 429s were a passing fault, not a quota
                 return 0.0
-            if now - self._throttled >= self.window and now - self._grown >= self.window:
-                # Quiet for a window while there is work waiting: probe upwards, fast while
-                # under the last measured rate (or when nothing was ever measured).
-                fast = self.rate * 2 <= self._known or not self._known
+            interval = self.window if fast else slow
+            if quiet >= interval and now - self._grown >= interval:
+                self._before_probe = self.rate
                 self.rate *= 2 if fast else self.growth
                 self._grown = now
             capacity = max(1.0, self.rate)
@@ -229,11 +242,17 @@ class RateLearner:
             span = self.window if recent >= 10 else self.history
             count = recent if recent >= 10 else len(self._successes)
             measured = count / max(1.0, min(span, now - started))
-            if measured:
+            if self._before_probe is not None and self._grown > self._cut:
+                # The last probe met the quota: go back to the rate that ran quietly. (The
+                # measured rate here counts the slots the probe's throttles wasted.)
+                self.rate = self._before_probe
+                self._known = measured or self._known
+            elif measured:
                 self._known = measured
                 self.rate = max(self.min_rate, measured * self.headroom)
             else:
                 self.rate = max(self.min_rate, (self.rate or 2.0) / 2)
+            self._before_probe = None
             self._cut = now
             self._tokens = 0.0
             self._filled = now

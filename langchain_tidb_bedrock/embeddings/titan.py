@@ -2,10 +2,11 @@
 
 ``BedrockTitanEmbeddings`` keeps langchain-aws ``BedrockEmbeddings``' fields and client setup but
 replaces its sequential, retry-less loop: requests run concurrently under an adaptive (AIMD)
-concurrency window and botocore's adaptive client-side rate limiter (which learns the quota's
-sustainable rate from throttling), throttling and transient errors are retried with full-jitter
-backoff until an optional deadline, and a final failure hands back the vectors already computed
-and names the inputs that were not embedded instead of dropping them (see ``_rate``).
+concurrency window and a client-side rate limiter that learns the quota's sustainable rate from
+throttling (botocore's adaptive mode was measured and not kept); throttling and transient errors
+are retried with full-jitter backoff until an optional deadline, and a final failure hands back
+the vectors already computed and names the inputs that were not embedded instead of dropping
+them (see ``_rate``).
 """
 
 from __future__ import annotations

@@ -81,6 +81,34 @@ def test_a_quiet_window_grows_the_rate_back_towards_the_measured_one() -> None:
     assert rate.rate == pytest.approx(19.4 * 1.1)
 
 
+def test_at_a_low_quota_probes_are_rare_and_a_throttled_probe_is_undone() -> None:
+    clock = Clock()
+    rate = RateLearner(clock=clock)
+    rate.delay()
+    for _ in range(10):  # one request a second got through (a one-request bucket)
+        clock.now += 1.0
+        rate.success()
+    rate.throttled()
+    assert rate.rate == pytest.approx(0.97)
+    steady = rate.rate
+    for _ in range(25):  # 25 s quiet: fewer than probe_requests (30) sends, no probe yet
+        clock.now += 1.0
+        rate.delay()
+    assert rate.rate == steady
+    clock.now += 6.0
+    rate.delay()  # 31 s quiet: one slow probe
+    assert rate.rate == pytest.approx(steady * 1.1)
+    clock.now += 1.0
+    rate.throttled()  # the probe met the quota: back to the rate that ran quietly
+    assert rate.rate == steady
+    clock.now += 60.0
+    rate.delay()  # never unlimited while quiet spells are shorter than three probe intervals
+    assert rate.rate is not None
+    clock.now += 100.0
+    rate.delay()
+    assert rate.rate is None  # quiet for long: the quota was a passing fault
+
+
 @pytest.mark.parametrize(
     ("error", "kind"),
     [
