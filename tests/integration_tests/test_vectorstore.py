@@ -637,6 +637,24 @@ def test_a_read_on_a_connection_cut_mid_use_is_retried_once(
     assert store.count() == 1
 
 
+async def test_an_async_read_on_a_connection_cut_mid_use_is_retried_once(
+    make_store: StoreFactory, tidb_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from langchain_tidb_bedrock.vectorstores import connection
+
+    monkeypatch.setattr(connection, "IDLE_PING_AFTER", 3600.0)  # no ping saves it
+    store = make_store()
+    await store.aadd_texts(["a"], ids=["1"])
+    read_engine, _ = await store._engines._engines_for_loop()
+    async with read_engine.connect() as conn:  # this loop's read pool
+        conn_id = (await conn.execute(sa.text("SELECT CONNECTION_ID()"))).scalar()
+    with tidb_engine.connect() as admin:
+        admin.execute(sa.text(f"KILL {int(conn_id)}"))  # type: ignore[arg-type]
+    assert [d.id for d in await store.aget_by_ids(["1"])] == ["1"]
+    assert [d.id for d in await store.asimilarity_search("a", k=1)] == ["1"]
+    await store.aclose()
+
+
 def test_busy_connections_are_not_pinged(
     make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
