@@ -28,7 +28,7 @@ SIZES = {
         "network_docs": 500,
         "network_queries": 60,
         "scale": [20_000, 80_000, 200_000],
-        "scale_queries": 5,
+        "scale_queries": 9,
         "async_ingest": 20_000,
     },
     "smoke": {

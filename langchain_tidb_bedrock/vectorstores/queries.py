@@ -18,9 +18,10 @@ from langchain_tidb_bedrock.vectorstores.filters import compile_filter
 from langchain_tidb_bedrock.vectorstores.metadata_index import MetadataIndex
 from langchain_tidb_bedrock.vectorstores.schema import DistanceStrategy, quote_identifier
 
-__all__ = ["PrefilterPlan", "Queries", "filter_key"]
+__all__ = ["BRANCHES", "PrefilterPlan", "Queries", "filter_key"]
 
 _TEMPLATE_CACHE = 256
+BRANCHES = ("selective", "broad")  # the exact filtered search's two plans
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ class Queries:
         *,
         with_vector: bool = False,
         plan: PrefilterPlan | None = None,
+        branch: str | None = None,
     ) -> sa.Select[Any]:
         """Exact filtered kNN in ONE statement whose plan TiDB picks as it runs it.
 
@@ -138,10 +140,17 @@ class Queries:
         The guard counts matches in a bounded read: up to ``index_cap + 1`` entries of the
         index, or the filter over the first ``sample_rows`` rows the scan meets for a JSON-only
         filter. Both branches return exactly the filter's k nearest; the guard only chooses
-        which is faster.
+        which is faster. Each row names its branch in a ``plan`` column (``BRANCHES``).
+
+        ``branch`` (one of ``BRANCHES``) asks for that branch alone, without the guard: for a
+        filter whose branch is already known (TiDB evaluates the guard once per branch while
+        planning, a few ms a search).
         """
         plan = plan or PrefilterPlan()
-        key = ("pre", k, with_vector, plan, filter_key(filter))
+        if branch is not None and branch not in BRANCHES:
+            msg = f"branch must be one of {BRANCHES}, got {branch!r}"
+            raise ValueError(msg)
+        key = ("pre", k, with_vector, plan, branch, filter_key(filter))
 
         def build() -> sa.Select[Any]:
             t = self.table
@@ -149,7 +158,8 @@ class Queries:
             narrow = self.narrowing(filter, t.c.meta)
             distance = self.distance().label("distance")
             cols = self._columns(with_vector)
-            broad = sa.select(*cols, distance).where(cond)
+            selective_tag, broad_tag = (sa.literal(b).label("plan") for b in BRANCHES)
+            broad = sa.select(*cols, distance, broad_tag).where(cond)
             if narrow:
                 capped = (
                     sa.select(sa.literal(1))
@@ -159,7 +169,7 @@ class Queries:
                     .subquery("capped")
                 )
                 count = sa.select(sa.func.count()).select_from(capped).scalar_subquery()
-                selective = sa.select(*cols, distance).where(*narrow, cond)
+                selective = sa.select(*cols, distance, selective_tag).where(*narrow, cond)
                 limit = plan.index_cap
             else:
                 sample = sa.select(t.c.meta).limit(plan.sample_rows).subquery("sample")
@@ -174,12 +184,15 @@ class Queries:
                 # join, which reads the whole table (vectors included) a second time: measured
                 # 243 ms against 78 ms hinted on 50k rows, where the plain scan took 173 ms.
                 selective = (
-                    sa.select(*cols, distance)
+                    sa.select(*cols, distance, selective_tag)
                     .select_from(ids.join(t, ids.c.id == t.c.id))
                     .prefix_with(f"/*+ INL_JOIN({quote_identifier(t.name)}) */")
                 )
                 limit = plan.join_max
             order: sa.ColumnElement[Any] = sa.literal_column("distance").asc()
+            if branch is not None:
+                alone = selective if branch == BRANCHES[0] else broad
+                return alone.order_by(order).limit(k)
             selective = selective.where(count <= limit).order_by(order).limit(k)
             broad = broad.where(count > limit).order_by(order).limit(k)
             both = sa.union_all(selective, broad).subquery("plans")

@@ -6,7 +6,7 @@ to it); plans differ in how much of the table TiDB has to touch.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,12 +19,12 @@ from langchain_tidb_bedrock.vectorstores.encoding import (
     encode_query_vector,
 )
 from langchain_tidb_bedrock.vectorstores.filters import check_filter
-from langchain_tidb_bedrock.vectorstores.queries import PrefilterPlan
+from langchain_tidb_bedrock.vectorstores.queries import BRANCHES, PrefilterPlan, filter_key
 from langchain_tidb_bedrock.vectorstores.runner import Op, embed_query, read
 from langchain_tidb_bedrock.vectorstores.schema import DistanceStrategy
 from langchain_tidb_bedrock.vectorstores.table import TableState
 
-__all__ = ["Search", "docs_with_scores"]
+__all__ = ["BranchMemory", "Search", "docs_with_scores"]
 
 # Where the exact plan switches from ranking the matches only to one filtered scan (tests
 # patch it to force either branch).
@@ -43,6 +43,41 @@ def docs_with_scores(rows: Iterable[Any]) -> list[tuple[Document, float]]:
     ]
 
 
+class BranchMemory:
+    """Which branch of the exact filtered search each recent filter took.
+
+    A filter seen before runs its branch alone, without the guard (TiDB evaluates the guard
+    once per branch while planning: a few ms a search); every ``recheck`` uses the guarded
+    statement runs again, so a filter whose share of the table changed is re-planned. Either
+    branch returns the exact result: a stale entry costs speed, never correctness.
+    """
+
+    def __init__(self, size: int = 256, recheck: int = 32) -> None:
+        """Remember up to ``size`` filters, each for ``recheck`` searches."""
+        self.size, self.recheck = size, recheck
+        self._known: dict[Hashable, list[Any]] = {}
+
+    def get(self, key: Hashable) -> str | None:
+        """The known branch for a filter key, or None when the guard should decide."""
+        entry = self._known.get(key)
+        if entry is None:
+            return None
+        entry[1] -= 1
+        if entry[1] < 0:
+            self._known.pop(key, None)
+            return None
+        branch: str = entry[0]
+        return branch
+
+    def learn(self, key: Hashable, rows: Sequence[Any]) -> None:
+        """Remember the branch the guarded statement's rows came from."""
+        # No row: nothing matched, so the guard counted no match and chose "selective".
+        branch = rows[0].plan if rows else BRANCHES[0]
+        if len(self._known) >= self.size:
+            self._known.clear()
+        self._known[key] = [branch, self.recheck]
+
+
 class Search:
     """Search operations on one table."""
 
@@ -50,6 +85,7 @@ class Search:
         """Keep the table state and the default filter strategy; no I/O."""
         self.table = table
         self.filter_strategy = filter_strategy
+        self.branches = BranchMemory()
 
     def resolve_strategy(self, requested: str | None) -> str:
         """The filter strategy for one call: "auto" becomes "post" with an index, else "pre"."""
@@ -111,9 +147,16 @@ class Search:
             return rows
         strategy = self.resolve_strategy(filter_strategy)
         if strategy == "pre":
-            # Exact search in one statement; TiDB picks its selective or its scan branch.
-            pre = q.prefilter_template(k, filter, with_vector=with_vector, plan=_PLAN)
+            # Exact search in one statement; TiDB picks its selective or its scan branch, or
+            # the branch this filter took lately runs alone.
+            key = (_PLAN, filter_key(filter))
+            branch = self.branches.get(key)
+            pre = q.prefilter_template(
+                k, filter, with_vector=with_vector, plan=_PLAN, branch=branch
+            )
             rows = yield from read(pre, params)
+            if branch is None:
+                self.branches.learn(key, rows)
             return rows
         # Post-filter: widen the candidate pool until k rows match or the table is exhausted.
         candidates = max(k * overfetch, 20)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from langchain_tidb_bedrock import TiDBVectorStore
 from langchain_tidb_bedrock.vectorstores import search
@@ -221,6 +222,31 @@ def test_a_boolean_and_a_number_on_one_key_never_match_together(
         assert _ids(store, {"a": 0, "$or": [{"a": False}]}, strategy) == []
         assert _ids(store, {"a": {"$in": [0, True]}, "$or": [{"a": True}]}, strategy) == []
         assert _ids(store, {"a": False}, strategy) == ["f"]
+
+
+def test_a_filter_seen_before_runs_its_branch_alone_until_the_recheck(
+    make_store: StoreFactory,
+) -> None:
+    store = make_store()
+    n = 60
+    store.add_embeddings(
+        [f"d{i}" for i in range(n)],
+        [[1.0, float(i), 0.0] for i in range(n)],
+        [{"rare": i == 7, "common": True} for i in range(n)],
+        ids=[f"{i:03d}" for i in range(n)],
+    )
+    sent: list[str] = []
+    sa.event.listen(store._engines.sync_read, "before_cursor_execute", lambda *a: sent.append(a[2]))
+    store._search.branches.recheck = 2
+    for flt, branch in (({"rare": True}, "selective"), ({"common": True}, "broad")):
+        sent.clear()
+        answers = [_ids(store, flt) for _ in range(4)]
+        assert answers.count(answers[0]) == 4, answers  # every branch gives the same answer
+        guarded = ["UNION" in sql for sql in sent]
+        assert guarded == [True, False, False, True], flt  # learned, 2 alone, checked again
+        alone = sent[1]
+        assert ("INL_JOIN" in alone) == (branch == "selective"), alone
+        assert "count(" not in alone.lower(), alone  # no guard evaluated
 
 
 def test_the_index_ddl_binds_the_key(make_store: StoreFactory) -> None:
