@@ -102,10 +102,10 @@ def network_rows(url: str, n: int, queries: int, rtt: float = 0.02) -> list[Row]
             lat: dict[str, list[float]] = {"ours": [], "ours async": [], "raw": [], "community": []}
             trips = 0
             for i, t in enumerate(texts):
-                qv = _qv(qs[i])
-                q = ours._table.queries
-                stmt = q.knn(qv, K) if flt is None else q.prefilter_template(K, flt).params(qv=qv)
-                sql = _literal(ours, stmt)
+                # The same search as the one statement a user would write: ``WHERE filter
+                # ORDER BY distance LIMIT k`` (ours sends its remembered branch, or the guarded
+                # statement on a filter's first search and every 32nd).
+                sql = _plain_sql(ours, _qv(qs[i]), flt)
                 px.reset()
                 lat["ours"].append(
                     _timed(lambda: ours.similarity_search_with_score(t, k=K, filter=flt))
