@@ -189,6 +189,14 @@ class RateLearner:
         self._tokens = 0.0
         self._filled = 0.0
 
+    @property
+    def settled_rate(self) -> float | None:
+        """The rate that last ran without a throttle: a probe still on trial is not counted."""
+        with self._lock:
+            if self._before_probe is not None and self._grown > self._cut:
+                return self._before_probe
+            return self.rate
+
     def delay(self) -> float:
         """Take a send token: 0 if taken, else the seconds until one may be (ask again then).
 

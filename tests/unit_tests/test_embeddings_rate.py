@@ -98,9 +98,10 @@ def test_at_a_low_quota_probes_are_rare_and_a_throttled_probe_is_undone() -> Non
     clock.now += 6.0
     rate.delay()  # 31 s quiet: one slow probe
     assert rate.rate == pytest.approx(steady * 1.1)
+    assert rate.settled_rate == steady  # the probe is on trial
     clock.now += 1.0
     rate.throttled()  # the probe met the quota: back to the rate that ran quietly
-    assert rate.rate == steady
+    assert rate.rate == rate.settled_rate == steady
     clock.now += 60.0
     rate.delay()  # never unlimited while quiet spells are shorter than three probe intervals
     assert rate.rate is not None
