@@ -149,7 +149,8 @@ class Search:
         if strategy == "pre":
             # Exact search in one statement; TiDB picks its selective or its scan branch, or
             # the branch this filter took lately runs alone.
-            key = (_PLAN, filter_key(filter))
+            # Per statement builder: a new metadata index (a new builder) plans afresh.
+            key = (q, _PLAN, filter_key(filter))
             branch = self.branches.get(key)
             pre = q.prefilter_template(
                 k, filter, with_vector=with_vector, plan=_PLAN, branch=branch

@@ -249,6 +249,23 @@ def test_a_filter_seen_before_runs_its_branch_alone_until_the_recheck(
         assert "count(" not in alone.lower(), alone  # no guard evaluated
 
 
+def test_a_new_metadata_index_makes_the_guard_decide_again(make_store: StoreFactory) -> None:
+    store = make_store()
+    store.add_embeddings(
+        [f"d{i}" for i in range(40)],
+        [[1.0, float(i), 0.0] for i in range(40)],
+        [{"half": i % 2} for i in range(40)],
+    )
+    sent: list[str] = []
+    sa.event.listen(store._engines.sync_read, "before_cursor_execute", lambda *a: sent.append(a[2]))
+    before = [_ids(store, {"half": 1}) for _ in range(2)]  # learned: the scan, then alone
+    assert store.create_metadata_index("half", int) is True
+    sent.clear()
+    after = _ids(store, {"half": 1})
+    assert before == [after, after]
+    assert "UNION" in sent[-1], sent[-1]  # the guard runs again, now over the index
+
+
 def test_the_index_ddl_binds_the_key(make_store: StoreFactory) -> None:
     # A key with a space and a hyphen (valid in filters) lands in the DDL as a bound literal.
     store = make_store()
