@@ -193,9 +193,11 @@ class RateLearner:
     def settled_rate(self) -> float | None:
         """The rate that last ran without a throttle: a probe still on trial is not counted."""
         with self._lock:
-            if self._before_probe is not None and self._grown > self._cut:
-                return self._before_probe
-            return self.rate
+            return self._before_probe if self._probe_on_trial() else self.rate
+
+    def _probe_on_trial(self) -> bool:
+        # A probe raised the rate since the last cut: the rate before it is the one that held.
+        return self._before_probe is not None and self._grown > self._cut
 
     def delay(self) -> float:
         """Take a send token: 0 if taken, else the seconds until one may be (ask again then).
@@ -250,7 +252,7 @@ class RateLearner:
             span = self.window if recent >= 10 else self.history
             count = recent if recent >= 10 else len(self._successes)
             measured = count / max(1.0, min(span, now - started))
-            if self._before_probe is not None and self._grown > self._cut:
+            if self._probe_on_trial():
                 # The last probe met the quota: go back to the rate that ran quietly. (The
                 # measured rate here counts the slots the probe's throttles wasted.)
                 self.rate = self._before_probe
