@@ -64,8 +64,13 @@ def retrying_stream(
     """
     model = _model_name(llm)
 
-    def delay(attempt: int) -> float:
-        return random.uniform(0, backoff * 2**attempt)  # noqa: S311 - jitter, not security
+    def retry_delay(err: Exception, chars: int, chunks: int, attempt: int) -> float:
+        """Seconds to wait before a retry; else raises what the caller should see."""
+        if chunks == 0 and _throttled(err) and attempt < max_retries:
+            return random.uniform(0, backoff * 2**attempt)  # noqa: S311 - jitter, not security
+        if chunks:
+            raise AnswerStreamError(model, chars, chunks, err) from err
+        raise err
 
     def transform(inputs: Iterator[Any], config: RunnableConfig) -> Iterator[str]:
         value = _merge(inputs)
@@ -79,13 +84,8 @@ def retrying_stream(
                     yield piece
                 return
             except Exception as err:
-                if chunks == 0 and _throttled(err) and attempt < max_retries:
-                    time.sleep(delay(attempt))
-                    attempt += 1
-                    continue
-                if chunks:
-                    raise AnswerStreamError(model, chars, chunks, err) from err
-                raise
+                time.sleep(retry_delay(err, chars, chunks, attempt))
+                attempt += 1
 
     async def atransform(inputs: AsyncIterator[Any], config: RunnableConfig) -> AsyncIterator[str]:
         value = _merge([chunk async for chunk in inputs])
@@ -99,13 +99,8 @@ def retrying_stream(
                     yield piece
                 return
             except Exception as err:
-                if chunks == 0 and _throttled(err) and attempt < max_retries:
-                    await asyncio.sleep(delay(attempt))
-                    attempt += 1
-                    continue
-                if chunks:
-                    raise AnswerStreamError(model, chars, chunks, err) from err
-                raise
+                await asyncio.sleep(retry_delay(err, chars, chunks, attempt))
+                attempt += 1
 
     # RunnableGenerator passes the config to functions that take one; its stubs do not say so.
     return RunnableGenerator(transform, atransform, name="answer")  # type: ignore[arg-type]
