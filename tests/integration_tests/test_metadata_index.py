@@ -67,6 +67,26 @@ def _plan(store: TiDBVectorStore, filter: dict[str, Any]) -> str:
         )
 
 
+def _rare_and_common(make_store: StoreFactory) -> TiDBVectorStore:
+    """60 rows: ``rare`` holds for one of them, ``common`` for all."""
+    store = make_store()
+    n = 60
+    store.add_embeddings(
+        [f"d{i}" for i in range(n)],
+        [[1.0, float(i), 0.0] for i in range(n)],
+        [{"rare": i == 7, "common": True} for i in range(n)],
+        ids=[f"{i:03d}" for i in range(n)],
+    )
+    return store
+
+
+def _reads(store: TiDBVectorStore) -> list[str]:
+    """The SQL of every statement the store's read pool sends from now on."""
+    sent: list[str] = []
+    sa.event.listen(store._engines.sync_read, "before_cursor_execute", lambda *a: sent.append(a[2]))
+    return sent
+
+
 def test_declarations_are_validated() -> None:
     assert declare("a.b", "str").path == ("a", "b")
     assert declare("tags", list[str]).kind == "list"
@@ -227,16 +247,8 @@ def test_a_boolean_and_a_number_on_one_key_never_match_together(
 def test_a_filter_seen_before_runs_its_branch_alone_until_the_recheck(
     make_store: StoreFactory,
 ) -> None:
-    store = make_store()
-    n = 60
-    store.add_embeddings(
-        [f"d{i}" for i in range(n)],
-        [[1.0, float(i), 0.0] for i in range(n)],
-        [{"rare": i == 7, "common": True} for i in range(n)],
-        ids=[f"{i:03d}" for i in range(n)],
-    )
-    sent: list[str] = []
-    sa.event.listen(store._engines.sync_read, "before_cursor_execute", lambda *a: sent.append(a[2]))
+    store = _rare_and_common(make_store)
+    sent = _reads(store)
     store._search.branches.recheck = 2
     for flt, branch in (({"rare": True}, "selective"), ({"common": True}, "broad")):
         sent.clear()
@@ -256,8 +268,7 @@ def test_a_new_metadata_index_makes_the_guard_decide_again(make_store: StoreFact
         [[1.0, float(i), 0.0] for i in range(40)],
         [{"half": i % 2} for i in range(40)],
     )
-    sent: list[str] = []
-    sa.event.listen(store._engines.sync_read, "before_cursor_execute", lambda *a: sent.append(a[2]))
+    sent = _reads(store)
     before = [_ids(store, {"half": 1}) for _ in range(2)]  # learned: the scan, then alone
     assert store.create_metadata_index("half", int) is True
     sent.clear()
@@ -280,14 +291,7 @@ def test_the_index_ddl_binds_the_key(make_store: StoreFactory) -> None:
 def test_the_guard_picks_the_join_for_a_selective_json_filter_and_the_scan_for_a_broad_one(
     make_store: StoreFactory,
 ) -> None:
-    store = make_store()
-    n = 60
-    store.add_embeddings(
-        [f"d{i}" for i in range(n)],
-        [[1.0, float(i), 0.0] for i in range(n)],
-        [{"rare": i == 7, "common": True} for i in range(n)],
-        ids=[f"{i:03d}" for i in range(n)],
-    )
+    store = _rare_and_common(make_store)
     selective = _plan(store, {"rare": True})  # 1 of 60 rows: ids joined back
     broad = _plan(store, {"common": True})  # every row: one filtered scan
     # Point reads of the matches: a merge or hash join would read the whole table again.
