@@ -13,8 +13,10 @@ __all__ = [
     "AnswerStreamError",
     "BedrockConfigError",
     "BedrockEmbeddingError",
+    "BedrockResponseError",
     "ConnectionConfigError",
     "FilterError",
+    "InvalidEmbeddingError",
     "LoadDataWarningError",
     "PartialEmbeddingError",
     "RuntimeConfigError",
@@ -144,3 +146,38 @@ class AnswerStreamError(TiDBBedrockError, RuntimeError):
             f"chunks had been streamed ({code or type(cause).__name__}); the answer is "
             "incomplete and was not retried, since a retry would repeat what was streamed"
         )
+
+
+class BedrockResponseError(TiDBBedrockError, RuntimeError):
+    """Bedrock answered with a body the client cannot use (not JSON, no vector, a bad vector).
+
+    A fault of one response, like a 5xx: retried, and it fails only the input it answered.
+    The message never quotes the body or the input text.
+
+    Attributes:
+        index: The input position of the text the response answered (None if not about one).
+    """
+
+    def __init__(self, message: str, *, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+class InvalidEmbeddingError(BedrockResponseError):
+    """Bedrock returned a vector that cannot be right for the request.
+
+    Wrong length, not finite numbers, or not unit length although ``normalize=True`` was asked.
+
+    Attributes:
+        index: The input position of the text (the first one, for a repeated text).
+        model_id: The model that returned the vector.
+        problem: What is wrong with it, e.g. "253 dimensions, expected 256".
+    """
+
+    def __init__(self, index: int, model_id: str, problem: str) -> None:
+        super().__init__(
+            f"{model_id} returned an unusable vector for the text at input position {index}: "
+            f"{problem}",
+            index=index,
+        )
+        self.model_id, self.problem = model_id, problem
