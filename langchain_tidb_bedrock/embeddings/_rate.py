@@ -1,4 +1,4 @@
-"""Rate control for the Titan client: what a failure means, how fast to send, when to stop.
+"""Rate control for the Titan client: how fast to send, how many at once, when to stop.
 
 * Sending rate: :class:`RateLearner`, a client-side token bucket whose rate is the success rate
   measured while being throttled. Bedrock's quota is a bucket refilled at the quota rate and one
@@ -8,141 +8,20 @@
   0.5 request/s floor (200 texts with 30% of requests throttled took 159 s instead of ~1 s).
 * Concurrency: :class:`AdaptiveWindow` bounds the requests in flight (AIMD, halved once per
   burst of throttles), so a throttled burst does not keep every worker waiting on the bucket.
-* Failures: :func:`classify` sorts an error into the cases the client treats differently.
+* Deadline: :class:`Deadline`, the overall time limit of one call.
+
+What a failure means (throttle, exhausted quota, transient...) is decided in one place for every
+Bedrock caller: ``langchain_tidb_bedrock._bedrock_faults``.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections import deque
-from enum import Enum
 from typing import Any
 
-from botocore.exceptions import (
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
-
-__all__ = [
-    "AdaptiveWindow",
-    "Deadline",
-    "Failure",
-    "RateLearner",
-    "access_hint",
-    "classify",
-    "reported_token_count",
-]
-
-
-class Failure(Enum):
-    """What a failed request means for the client."""
-
-    THROTTLE = "throttle"  # per-minute quota: slow down and retry
-    DAILY_QUOTA = "daily_quota"  # tokens per day spent: no retry helps today
-    TRANSIENT = "transient"  # 5xx, model not ready, timeouts, dropped connections
-    INPUT_TOKENS = "input_tokens"  # the text is over the model's token limit
-    ACCESS = "access"  # 403 / expired credentials: no retry helps
-    FATAL = "fatal"  # anything else (a validation error...)
-
-
-_THROTTLE_CODES = {"ThrottlingException", "TooManyRequestsException"}
-_TRANSIENT_CODES = {
-    "ServiceUnavailableException",
-    "InternalServerException",
-    "ModelNotReadyException",
-    "ModelTimeoutException",
-    "ServiceUnavailable",
-    "InternalFailure",
-    "RequestTimeout",
-}
-_ACCESS_CODES = {
-    "AccessDeniedException",
-    "AccessDenied",
-    "UnrecognizedClientException",
-    "ExpiredTokenException",
-    "ExpiredToken",
-    "InvalidSignatureException",
-}
-_EXPIRED_CODES = {"ExpiredTokenException", "ExpiredToken"}
-_NETWORK_ERRORS = (
-    ReadTimeoutError,
-    ConnectTimeoutError,
-    ConnectionClosedError,
-    EndpointConnectionError,
-)
-_TOKEN_COUNT = re.compile(r"Too many input tokens.*?request input token count:\s*(\d+)", re.S)
-_MAX_TOKENS = re.compile(r"Max input tokens:\s*(\d+)")
-
-
-def _error(err: BaseException) -> tuple[str, str, int]:
-    if not isinstance(err, ClientError):
-        return "", "", 0
-    info = err.response.get("Error", {})
-    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-    return info.get("Code", ""), info.get("Message", ""), int(status or 0)
-
-
-def classify(err: BaseException) -> Failure:
-    """The :class:`Failure` case of ``err``."""
-    if isinstance(err, _NETWORK_ERRORS):
-        return Failure.TRANSIENT
-    code, message, status = _error(err)
-    if code in _THROTTLE_CODES:
-        # Bedrock's daily token quota answers 429 too, but waiting minutes does not cure it.
-        return Failure.DAILY_QUOTA if "per day" in message else Failure.THROTTLE
-    if code in _TRANSIENT_CODES:
-        return Failure.TRANSIENT
-    if code in _ACCESS_CODES or status == 403:
-        return Failure.ACCESS
-    if code == "ValidationException" and _TOKEN_COUNT.search(message):
-        return Failure.INPUT_TOKENS
-    return Failure.FATAL
-
-
-def reported_token_count(err: BaseException) -> tuple[int, int] | None:
-    """``(count, limit)`` from a "Too many input tokens" refusal, else None."""
-    _, message, _ = _error(err)
-    found = _TOKEN_COUNT.search(message)
-    if found is None:
-        return None
-    limit = _MAX_TOKENS.search(message)
-    return int(found.group(1)), int(limit.group(1)) if limit else 8_192
-
-
-def access_hint(err: BaseException, model_id: str) -> str:
-    """What to check after a 403 or an expired-credentials error (no secrets, no text)."""
-    code, message, status = _error(err)
-    head = f"Bedrock refused access to {model_id} ({code or status}: {message})."
-    if code in _EXPIRED_CODES or "expired" in message.lower():
-        return (
-            f"{head} The AWS session token has expired: refresh the credentials (aws sso "
-            "login, a new assume-role session, or the instance/task role) and try again."
-        )
-    if code in ("UnrecognizedClientException", "InvalidSignatureException"):
-        return (
-            f"{head} The access key is not recognised or the secret does not match: check the "
-            "credentials in use (AWS_PROFILE, environment keys) and the session token."
-        )
-    meta = (
-        " Meta Llama models also need the AWS Marketplace permissions "
-        "(aws-marketplace:Subscribe, aws-marketplace:ViewSubscriptions) for the first use."
-        if ".meta." in f".{model_id}" or "meta." in model_id
-        else ""
-    )
-    return (
-        f"{head} Check that the IAM policy of the caller allows bedrock:InvokeModel on this "
-        "model (and on the inference profile and its Regions, for a cross-Region id), and "
-        f"that no Service Control Policy or permissions boundary denies it.{meta} Expired "
-        "session credentials can also answer 403: refresh them if they are temporary."
-    )
-
-
-# ---------------------------------------------------------------- sending rate
+__all__ = ["AdaptiveWindow", "Deadline", "RateLearner"]
 
 
 class RateLearner:

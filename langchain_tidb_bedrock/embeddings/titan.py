@@ -6,7 +6,10 @@ concurrency window and a client-side rate limiter that learns the quota's sustai
 throttling (botocore's adaptive mode was measured and not kept); throttling and transient errors
 are retried with full-jitter backoff until an optional deadline, and a final failure hands back
 the vectors already computed and names the inputs that were not embedded instead of dropping
-them (see ``_rate``).
+them (see ``_rate``). What a failure means is decided by ``langchain_tidb_bedrock._bedrock_faults``;
+a fault in one response (a 5xx, an unreadable body, a bad vector) is retried and fails at most
+the text it answered. Every vector is checked (length, finite, unit norm when normalised) before
+it is returned.
 """
 
 from __future__ import annotations
@@ -23,30 +26,32 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 from botocore.config import Config
-from botocore.exceptions import ClientError
 from langchain_aws import BedrockEmbeddings
 from langchain_aws.utils import create_aws_client
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from typing_extensions import Self
 
+from langchain_tidb_bedrock._bedrock_faults import (
+    RETRYABLE,
+    access_hint,
+    classify,
+    refuses_every_request,
+    reported_token_count,
+    retry_after,
+)
 from langchain_tidb_bedrock.aws_config import (
     is_local_endpoint,
     local_endpoint_settings,
     require_aws,
 )
-from langchain_tidb_bedrock.embeddings._rate import (
-    AdaptiveWindow,
-    Deadline,
-    Failure,
-    RateLearner,
-    access_hint,
-    classify,
-    reported_token_count,
-)
+from langchain_tidb_bedrock.embeddings._rate import AdaptiveWindow, Deadline, RateLearner
 from langchain_tidb_bedrock.errors import (
     BedrockConfigError,
     BedrockEmbeddingError,
+    BedrockResponseError,
+    InvalidEmbeddingError,
     PartialEmbeddingError,
 )
 
@@ -56,6 +61,7 @@ __all__ = [
     "MAX_INPUT_TOKENS",
     "BedrockEmbeddingError",
     "BedrockTitanEmbeddings",
+    "InvalidEmbeddingError",
     "PartialEmbeddingError",
     "estimate_tokens",
 ]
@@ -64,6 +70,11 @@ DEFAULT_EMBEDDING_MODEL_ID = "amazon.titan-embed-text-v2:0"
 MAX_INPUT_CHARS = 50_000
 MAX_INPUT_TOKENS = 8_192
 VALID_DIMENSIONS = (256, 512, 1024)
+NORM_TOLERANCE = 1e-3
+"""How far from 1 a normalised vector's L2 norm may be (Titan sends float32 values)."""
+# A bad vector is sent for once more (a corrupted response); a second one fails the text, since
+# a model that keeps answering the wrong shape is not cured by waiting.
+_BAD_VECTOR_RETRIES = 1
 
 _ASCII_LETTERS = re.compile(r"[A-Za-z_]+")
 _ASCII_DIGITS = re.compile(r"[0-9]+")
@@ -106,15 +117,26 @@ def _fit(text: str) -> str:
     return text[:low]
 
 
-def _retry_after(err: BaseException) -> float:
-    """The server's ``x-amz-retry-after`` hint in seconds (0 if none)."""
-    if not isinstance(err, ClientError):
-        return 0.0
-    headers = err.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-    try:
-        return float(headers.get("x-amz-retry-after", 0)) / 1000.0
-    except ValueError:
-        return 0.0
+def vector_problem(vector: object, dimensions: int, *, normalized: bool) -> str | None:
+    """What is wrong with ``vector`` as Titan's answer, or None if nothing is.
+
+    Checks that it is a list of ``dimensions`` finite numbers and, when ``normalized``, that its
+    L2 norm is 1 (within :data:`NORM_TOLERANCE`). The answer never quotes the values.
+    """
+    if not isinstance(vector, list):
+        return f"a JSON {type(vector).__name__}, not a list of numbers"
+    if len(vector) != dimensions:
+        return f"{len(vector)} dimensions, expected {dimensions}"
+    if any(isinstance(x, bool) or not isinstance(x, int | float) for x in vector):
+        return "values that are not numbers"
+    array = np.asarray(vector, dtype=np.float64)
+    if not np.isfinite(array).all():
+        return "values that are not finite (NaN or infinity)"
+    if normalized:
+        norm = float(np.linalg.norm(array))
+        if abs(norm - 1.0) > NORM_TOLERANCE:
+            return f"L2 norm {norm:.6g}, expected 1 (normalize=True)"
+    return None
 
 
 class _NotAttemptedError(RuntimeError):
@@ -172,7 +194,8 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
         max_concurrency: int
             Requests in flight at most (default 16).
         max_retries: int
-            Retries per text on throttling / transient errors (default 8).
+            Retries per text on throttling / transient errors: 5xx, timeouts, unreadable
+            bodies (default 8).
         timeout: float | None
             Overall deadline in seconds for one ``embed_documents`` call (default none);
             past it, :class:`PartialEmbeddingError` carries the vectors already computed.
@@ -232,13 +255,15 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
     """Output dimensions: 256, 512 or 1024."""
 
     normalize: bool = True
-    """Sent to Titan as its ``normalize`` flag (unit vectors); no client-side normalisation."""
+    """Sent to Titan as its ``normalize`` flag (unit vectors); no client-side normalisation, but
+    a returned vector that is not unit length is refused (:class:`InvalidEmbeddingError`)."""
 
     max_concurrency: int = Field(default=16, ge=1)
     """Requests in flight at most; the HTTP connection pool is sized to match."""
 
     max_retries: int = Field(default=8, ge=0)
-    """Retries per text for throttling, 5xx, model-not-ready and timeouts."""
+    """Retries per text for throttling, 5xx, model-not-ready, timeouts and unreadable bodies
+    (a vector of the wrong length or norm is sent for once more at most)."""
 
     timeout: float | None = Field(default=None, gt=0)
     """Overall deadline in seconds per call; then the call stops and reports what it has."""
@@ -398,32 +423,59 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
             payload.update(self.model_kwargs)
         return json.dumps(payload)
 
-    def _invoke(self, body: str) -> list[float]:
+    def _invoke(self, body: str, position: int) -> list[float]:
+        """One InvokeModel; the vector, checked. ``position`` only names the text in errors."""
         response = self.client.invoke_model(
             body=body,
             modelId=self.model_id,
             accept="application/json",
             contentType="application/json",
         )
-        data = json.loads(response["body"].read())
-        vector = data.get("embedding") or data.get("embeddingsByType", {}).get("float")
-        if not vector:
-            msg = f"No embedding in the response of {self.model_id}: keys {sorted(data)}"
-            raise ValueError(msg)
-        self._count(input_tokens=int(data.get("inputTextTokenCount") or 0), embedded=1)
+        raw = response["body"].read()
+        try:
+            data = json.loads(raw)
+        except ValueError as err:  # not JSON, or not UTF-8 (the body itself is not quoted)
+            msg = (
+                f"{self.model_id} answered the text at input position {position} with a "
+                f"{len(raw):,}-byte body that is not JSON ({type(err).__name__})"
+            )
+            raise BedrockResponseError(msg, index=position) from None
+        vector = None
+        if isinstance(data, dict):
+            vector = data.get("embedding")
+            by_type = data.get("embeddingsByType")
+            if vector is None and isinstance(by_type, dict):
+                vector = by_type.get("float")
+        if vector is None:
+            shape = f"keys {sorted(data)}" if isinstance(data, dict) else type(data).__name__
+            msg = (
+                f"{self.model_id} answered the text at input position {position} with no "
+                f"embedding (JSON {shape})"
+            )
+            raise BedrockResponseError(msg, index=position)
+        problem = vector_problem(vector, self.dimensions, normalized=self.normalize)
+        if problem is not None:
+            raise InvalidEmbeddingError(position, self.model_id, problem)
+        tokens = data.get("inputTextTokenCount")
+        self._count(input_tokens=tokens if isinstance(tokens, int) else 0, embedded=1)
         result: list[float] = vector
         return result
 
-    def _embed_text(self, text: str, cancelled: threading.Event, deadline: Deadline) -> list[float]:
+    def _embed_text(
+        self, text: str, position: int, cancelled: threading.Event, deadline: Deadline
+    ) -> list[float]:
         """Embed one text: retries throttling and transient errors, cuts an over-long text once.
 
-        Raises the last error when retries run out or no retry can help; a daily-quota throttle
-        or an access error also sets ``cancelled`` so the other texts are not sent at all.
+        ``position`` is the text's (first) input position, for error messages. Raises the last
+        error when retries run out or no retry can help. An error every other request would meet
+        too (a daily quota, an access error, a refused model or parameter) also sets
+        ``cancelled`` so the other texts are not sent; a fault of one response (5xx, unreadable
+        body, bad vector) fails this text only.
         """
         limiter = self._limiter
         assert limiter is not None  # noqa: S101 - set by the validator
         body = self._body(text)
-        attempt = 0
+        attempt = bad_vectors = 0
         cut = False
         while True:
             if cancelled.is_set():
@@ -440,41 +492,41 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
             outcome = "error"
             try:
                 self._count(requests=1)
-                vector = self._invoke(body)
+                vector = self._invoke(body, position)
                 outcome = "ok"
                 if self._rate is not None:
                     self._rate.success()
                 return vector
             except Exception as err:
                 kind = classify(err)
-                if kind is Failure.THROTTLE:
+                if kind == "throttle":
                     outcome = "throttle"
                     self._count(throttles=1)
                     # Bedrock's quota throttles carry no retry-after (its service model has
                     # none); a throttle that names its own wait is paced by that hint instead.
-                    if self._rate is not None and not _retry_after(err):
+                    if self._rate is not None and not retry_after(err):
                         self._rate.throttled()
-                if kind is Failure.INPUT_TOKENS and not cut and self.on_long_text == "truncate":
+                if kind == "input_too_long" and not cut and self.on_long_text == "truncate":
                     # The service counts tokens its own way: cut by its count and retry once.
                     text, cut = self._cut(text, err), True
                     body = self._body(text)
                     continue
-                if kind in (Failure.DAILY_QUOTA, Failure.ACCESS):
+                if refuses_every_request(err):
                     cancelled.set()  # every other text would meet the same refusal
-                    if kind is Failure.ACCESS:
+                    if kind == "access":
                         raise BedrockConfigError(access_hint(err, self.model_id)) from err
                     raise
-                retryable = kind in (Failure.THROTTLE, Failure.TRANSIENT)
+                if isinstance(err, InvalidEmbeddingError):
+                    bad_vectors += 1
+                retryable = kind in RETRYABLE and bad_vectors <= _BAD_VECTOR_RETRIES
                 if not retryable or attempt >= self.max_retries:
-                    if not retryable:
-                        cancelled.set()
                     raise
                 ceiling = min(self.backoff_max, self.backoff_base * 2**attempt)
-                if kind is Failure.THROTTLE and self._rate is not None and not _retry_after(err):
+                if kind == "throttle" and self._rate is not None and not retry_after(err):
                     # The rate limiter spaces the retry; a growing backoff would only idle it.
                     ceiling = self.backoff_base
                 # The server's hint counts too, but never beyond backoff_max.
-                hint = min(_retry_after(err), self.backoff_max)
+                hint = min(retry_after(err), self.backoff_max)
                 delay = max(random.uniform(0, ceiling), hint)  # noqa: S311
             finally:
                 limiter.release(outcome, epoch)
@@ -485,7 +537,7 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
 
     def _cut(self, text: str, err: BaseException) -> str:
         counted = reported_token_count(err)
-        assert counted is not None  # noqa: S101 - classified as INPUT_TOKENS
+        assert counted is not None  # noqa: S101 - classified as input_too_long
         count, limit = counted
         # Proportional cut with a 10% margin: the service's tokens are not evenly spread.
         keep = max(1, int(len(text) * limit / count * 0.9))
@@ -549,6 +601,8 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
             PartialEmbeddingError: Some texts failed after retries, hit a daily quota or an
                 access error, or were not done by ``timeout``; it carries the vectors
                 computed (``vectors``) and the failed input positions (``failed_indices``).
+                A vector of the wrong length or norm (twice for the same text) fails that text
+                with an :class:`InvalidEmbeddingError` (``last_error``) naming its position.
         """
         prepared = self._prepare(texts)
         if not prepared:
@@ -559,15 +613,16 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
         if len(positions) == 1 and self.timeout is None:  # no pool round-trip for one text
             outcomes: list[list[float] | BaseException] = []
             try:
-                outcomes.append(self._embed_text(prepared[0], cancelled, deadline))
+                outcomes.append(self._embed_text(prepared[0], 0, cancelled, deadline))
             except Exception as err:
                 outcomes.append(err)
             return self._assemble(positions, outcomes, len(prepared))
         pool = self._executor()
         futures: list[Future[list[float]]] = [
-            pool.submit(self._embed_text, text, cancelled, deadline) for text in positions
+            pool.submit(self._embed_text, text, indices[0], cancelled, deadline)
+            for text, indices in positions.items()
         ]
-        # A text that cannot be cured cancels the rest itself; only the deadline stops waiting.
+        # An error every text would meet cancels the rest itself; only the deadline stops waiting.
         _, pending = wait(futures, timeout=deadline.remaining())
         if pending:
             cancelled.set()  # queued texts are not sent; in-flight retries stop
@@ -600,11 +655,13 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
         cancelled = threading.Event()
         deadline = Deadline(self.timeout)
 
-        async def one(text: str) -> list[float]:
+        async def one(text: str, position: int) -> list[float]:
             async with gate:
-                return await loop.run_in_executor(pool, self._embed_text, text, cancelled, deadline)
+                return await loop.run_in_executor(
+                    pool, self._embed_text, text, position, cancelled, deadline
+                )
 
-        tasks = [asyncio.ensure_future(one(t)) for t in positions]
+        tasks = [asyncio.ensure_future(one(t, idx[0])) for t, idx in positions.items()]
         try:
             await asyncio.wait(tasks, timeout=deadline.remaining())
         except asyncio.CancelledError:

@@ -1,19 +1,10 @@
-"""The embeddings' rate control: the learned send rate, failure classes and 403 hints."""
+"""The embeddings' rate control: the learned send rate (failure classes: test_bedrock_faults)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from botocore.exceptions import ClientError, ReadTimeoutError
 
-from langchain_tidb_bedrock.embeddings._rate import (
-    Failure,
-    RateLearner,
-    access_hint,
-    classify,
-    reported_token_count,
-)
+from langchain_tidb_bedrock.embeddings._rate import RateLearner
 
 
 class Clock:
@@ -22,14 +13,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def _error(code: str, message: str, status: int = 400) -> ClientError:
-    response: Any = {
-        "Error": {"Code": code, "Message": message},
-        "ResponseMetadata": {"HTTPStatusCode": status},
-    }
-    return ClientError(response, "InvokeModel")
 
 
 def test_unlimited_until_the_first_throttle_then_the_measured_rate() -> None:
@@ -108,48 +91,3 @@ def test_at_a_low_quota_probes_are_rare_and_a_throttled_probe_is_undone() -> Non
     clock.now += 100.0
     rate.delay()
     assert rate.rate is None  # quiet for long: the quota was a passing fault
-
-
-@pytest.mark.parametrize(
-    ("error", "kind"),
-    [
-        (_error("ThrottlingException", "Too many requests, please wait", 429), Failure.THROTTLE),
-        (
-            _error("ThrottlingException", "Too many tokens per day, please wait", 429),
-            Failure.DAILY_QUOTA,
-        ),
-        (_error("ServiceUnavailableException", "busy", 503), Failure.TRANSIENT),
-        (ReadTimeoutError(endpoint_url="http://x"), Failure.TRANSIENT),
-        (_error("AccessDeniedException", "no", 403), Failure.ACCESS),
-        (_error("ExpiredTokenException", "expired", 403), Failure.ACCESS),
-        (
-            _error(
-                "ValidationException",
-                "400 Bad Request: Too many input tokens. Max input tokens: 8192, "
-                "request input token count: 9001",
-            ),
-            Failure.INPUT_TOKENS,
-        ),
-        (_error("ValidationException", "Malformed input request"), Failure.FATAL),
-    ],
-)
-def test_classify(error: BaseException, kind: Failure) -> None:
-    assert classify(error) is kind
-
-
-def test_reported_token_count() -> None:
-    err = _error(
-        "ValidationException",
-        "400 Bad Request: Too many input tokens. Max input tokens: 8192, "
-        "request input token count: 9001",
-    )
-    assert reported_token_count(err) == (9001, 8192)
-    assert reported_token_count(_error("ValidationException", "other")) is None
-
-
-def test_access_hint_names_marketplace_for_meta_models_only() -> None:
-    denied = _error("AccessDeniedException", "not authorized", 403)
-    llama = access_hint(denied, "us.meta.llama3-2-3b-instruct-v1:0")
-    assert "aws-marketplace:Subscribe" in llama
-    assert "inference profile" in llama
-    assert "Marketplace" not in access_hint(denied, "amazon.titan-embed-text-v2:0")
