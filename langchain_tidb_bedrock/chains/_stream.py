@@ -1,8 +1,11 @@
 """The RAG answer's stream under throttling: retried before the first token, explained after.
 
-A throttle that arrives before anything was streamed costs the caller nothing, so the answer is
-requested again (with backoff). Once text has gone out, a retry would repeat it, so the caller
-gets :class:`AnswerStreamError`, naming the model and how much was streamed.
+A throttle or a transient fault (5xx, a model stream error, a dropped connection) that arrives
+before anything was streamed costs the caller nothing, so the answer is requested again (with
+backoff). An exhausted daily quota, an access error or a refused request is raised at once: no
+retry cures it (the kinds come from ``langchain_tidb_bedrock._bedrock_faults``, shared with the
+embeddings). Once text has gone out, a retry would repeat it, so the caller gets
+:class:`AnswerStreamError`, naming the model and how much was streamed.
 """
 
 from __future__ import annotations
@@ -13,20 +16,12 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from botocore.exceptions import ClientError
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator
 
+from langchain_tidb_bedrock._bedrock_faults import retryable
 from langchain_tidb_bedrock.errors import AnswerStreamError
 
 __all__ = ["AnswerStreamError", "retrying_stream"]
-
-_THROTTLE_CODES = {"throttlingexception", "toomanyrequestsexception"}
-
-
-def _throttled(err: BaseException) -> bool:
-    if not isinstance(err, ClientError):
-        return False
-    return str(err.response.get("Error", {}).get("Code", "")).lower() in _THROTTLE_CODES
 
 
 def _model_name(llm: Any) -> str:
@@ -56,7 +51,8 @@ def retrying_stream(
     Args:
         chain: The answer chain; it streams strings.
         llm: The model, only to name it in errors.
-        max_retries: Retries of a throttle before anything was streamed.
+        max_retries: Retries of a throttle or transient fault before anything was streamed
+            (a daily-quota throttle is never retried).
         backoff: First retry's backoff ceiling in seconds (doubles per retry, full jitter).
 
     Returns:
@@ -66,7 +62,7 @@ def retrying_stream(
 
     def retry_delay(err: Exception, chars: int, chunks: int, attempt: int) -> float:
         """Seconds to wait before a retry; else raises what the caller should see."""
-        if chunks == 0 and _throttled(err) and attempt < max_retries:
+        if chunks == 0 and retryable(err) and attempt < max_retries:
             return random.uniform(0, backoff * 2**attempt)  # noqa: S311 - jitter, not security
         if chunks:
             raise AnswerStreamError(model, chars, chunks, err) from err

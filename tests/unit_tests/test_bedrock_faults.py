@@ -137,3 +137,12 @@ def test_imports_nothing_of_the_package_but_errors() -> None:
             imported.update(alias.name for alias in node.names)
     ours = {name for name in imported if name.startswith("langchain_tidb_bedrock")}
     assert ours == {"langchain_tidb_bedrock.errors"}
+
+
+def test_every_bedrock_caller_uses_this_classification() -> None:
+    # One classification: no other module keeps its own list of throttling codes.
+    package = Path(faults_module.__file__).parent
+    for relative in ("chains/_stream.py", "embeddings/titan.py", "embeddings/_rate.py"):
+        source = (package / relative).read_text().lower()
+        assert "throttlingexception" not in source, relative
+        assert "_bedrock_faults" in source or relative.endswith("_rate.py"), relative
