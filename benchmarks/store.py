@@ -23,7 +23,7 @@ from benchmarks.common import (
     vectors,
 )
 from langchain_tidb_bedrock import TiDBVectorStore
-from langchain_tidb_bedrock.vectorstores import bulk
+from langchain_tidb_bedrock.db import bulk
 
 DIM = 512
 _DDL = (

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from langchain_tidb_bedrock.chains.rag import create_rag_chain
     from langchain_tidb_bedrock.chat_models.llama import DEFAULT_LLM_MODEL_ID, create_llama3_chat
     from langchain_tidb_bedrock.cli.ingest import IngestSummary, ingest_paths
+    from langchain_tidb_bedrock.db.connection import tidb_url_from_env
+    from langchain_tidb_bedrock.db.engine import TiDBEngine
+    from langchain_tidb_bedrock.document_compressors.rerank import BedrockReranker
     from langchain_tidb_bedrock.embeddings.batch import BedrockBatchEmbeddings
     from langchain_tidb_bedrock.embeddings.titan import (
         DEFAULT_EMBEDDING_MODEL_ID,
@@ -28,15 +31,16 @@ if TYPE_CHECKING:
         AnswerStreamError,
         BedrockConfigError,
         BedrockEmbeddingError,
+        BedrockModelUnavailableError,
         ConnectionConfigError,
         FilterError,
+        InvalidInputError,
         PartialEmbeddingError,
         TiDBBedrockError,
         TiFlashUnavailableError,
         WriteError,
     )
     from langchain_tidb_bedrock.vectorstores.base import TiDBVectorStore
-    from langchain_tidb_bedrock.vectorstores.connection import tidb_url_from_env
     from langchain_tidb_bedrock.vectorstores.indexes import ExplainResult
     from langchain_tidb_bedrock.vectorstores.schema import DistanceStrategy
     from langchain_tidb_bedrock.vectorstores.translator import TiDBTranslator
@@ -53,6 +57,8 @@ _EXPORTS: dict[str, str] = {
     "DEFAULT_EMBEDDING_MODEL_ID": "embeddings.titan",
     "BedrockTitanEmbeddings": "embeddings.titan",
     "BedrockBatchEmbeddings": "embeddings.batch",
+    "BedrockReranker": "document_compressors.rerank",
+    "BedrockModelUnavailableError": "errors",
     "AnswerStreamError": "errors",
     "BedrockConfigError": "errors",
     "PartialEmbeddingError": "errors",
@@ -63,7 +69,9 @@ _EXPORTS: dict[str, str] = {
     "TiDBBedrockError": "errors",
     "TiFlashUnavailableError": "errors",
     "TiDBVectorStore": "vectorstores.base",
-    "tidb_url_from_env": "vectorstores.connection",
+    "tidb_url_from_env": "db.connection",
+    "TiDBEngine": "db.engine",
+    "InvalidInputError": "errors",
     "ExplainResult": "vectorstores.indexes",
     "DistanceStrategy": "vectorstores.schema",
     "TiDBTranslator": "vectorstores.translator",
@@ -102,12 +110,16 @@ __all__ = [
     "BedrockConfigError",
     "BedrockEmbeddingError",
     "BedrockTitanEmbeddings",
+    "BedrockModelUnavailableError",
+    "BedrockReranker",
     "ConnectionConfigError",
     "DistanceStrategy",
     "ExplainResult",
     "FilterError",
     "IngestSummary",
+    "InvalidInputError",
     "TiDBBedrockError",
+    "TiDBEngine",
     "TiDBTranslator",
     "TiDBVectorStore",
     "TiFlashUnavailableError",

@@ -13,12 +13,14 @@ __all__ = [
     "AnswerStreamError",
     "BedrockConfigError",
     "BedrockEmbeddingError",
+    "BedrockModelUnavailableError",
     "BedrockResponseError",
     "ConnectionConfigError",
     "FilterError",
     "InvalidEmbeddingError",
     "LoadDataWarningError",
     "PartialEmbeddingError",
+    "InvalidInputError",
     "RuntimeConfigError",
     "TiDBBedrockError",
     "TiFlashUnavailableError",
@@ -30,11 +32,15 @@ class TiDBBedrockError(Exception):
     """Base class of every error this package raises on purpose."""
 
 
-class FilterError(TiDBBedrockError, ValueError):
+class InvalidInputError(TiDBBedrockError, ValueError):
+    """An argument the package cannot use: the message names it and where; nothing is written."""
+
+
+class FilterError(InvalidInputError):
     """A malformed metadata filter; the message names the bad part and where it is."""
 
 
-class ConnectionConfigError(TiDBBedrockError, ValueError):
+class ConnectionConfigError(InvalidInputError):
     """The TiDB connection settings are missing or inconsistent."""
 
 
@@ -76,6 +82,33 @@ class LoadDataWarningError(TiDBBedrockError, RuntimeError):
 
 class RuntimeConfigError(TiDBBedrockError, RuntimeError):
     """TiDB or Bedrock could not be reached or set up; the message says what to fix."""
+
+
+class BedrockModelUnavailableError(BedrockConfigError):
+    """Bedrock does not serve the model in this region, or not to this account.
+
+    Attributes:
+        model_id: The model (or ARN) that was asked for.
+        region: The region the request went to.
+        offered_regions: Regions where AWS lists the model (empty when unknown).
+    """
+
+    def __init__(
+        self, model_id: str, region: str, offered_regions: tuple[str, ...], detail: str
+    ) -> None:
+        self.model_id, self.region, self.offered_regions = model_id, region, offered_regions
+        if offered_regions and region not in offered_regions:
+            advice = (
+                f"{model_id} is not offered in {region}; AWS lists it in "
+                f"{', '.join(offered_regions)}: pass region_name= one of them"
+            )
+        else:
+            advice = (
+                f"Bedrock does not serve {model_id} to this account in {region}: check that the "
+                "model is offered there and that the IAM policy allows bedrock:Rerank and "
+                "bedrock:InvokeModel on it"
+            )
+        super().__init__(f"{advice} (Bedrock said: {detail})")
 
 
 def _scrub(message: str) -> str:

@@ -44,10 +44,10 @@ from langchain_tidb_bedrock.cli.stored import (
     list_sources,
     match_sources,
 )
+from langchain_tidb_bedrock.db.connection import ConnectionConfigError
 from langchain_tidb_bedrock.embeddings._s3 import BatchInferenceError
 from langchain_tidb_bedrock.embeddings.titan import BedrockEmbeddingError
 from langchain_tidb_bedrock.vectorstores.base import TiDBVectorStore
-from langchain_tidb_bedrock.vectorstores.connection import ConnectionConfigError
 from langchain_tidb_bedrock.vectorstores.filters import FilterError, validate_filter
 from langchain_tidb_bedrock.vectorstores.schema import validate_identifier
 

@@ -24,13 +24,13 @@ from langchain_tidb_bedrock.aws_config import (
     aws_is_configured,
     require_aws,
 )
+from langchain_tidb_bedrock.db.connection import redact, tidb_url_from_env
 from langchain_tidb_bedrock.embeddings.titan import (
     DEFAULT_EMBEDDING_MODEL_ID,
     BedrockTitanEmbeddings,
 )
 from langchain_tidb_bedrock.errors import RuntimeConfigError
 from langchain_tidb_bedrock.vectorstores.base import TiDBVectorStore
-from langchain_tidb_bedrock.vectorstores.connection import redact, tidb_url_from_env
 
 __all__ = [
     "DATA_DIR_ENV",

@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
+from langchain_tidb_bedrock.db.runner import Op
 from langchain_tidb_bedrock.vectorstores import documents, indexes
 from langchain_tidb_bedrock.vectorstores.metadata_index import declare
 from langchain_tidb_bedrock.vectorstores.models import vector_table
-from langchain_tidb_bedrock.vectorstores.runner import Op
 from langchain_tidb_bedrock.vectorstores.table import TableState
 
 __all__ = ["TableAdmin"]

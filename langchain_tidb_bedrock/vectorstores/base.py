@@ -16,12 +16,12 @@ from langchain_core.vectorstores import VectorStore
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from langchain_tidb_bedrock.db.connection import redact, tidb_url_from_env
+from langchain_tidb_bedrock.db.engine import NOT_CONFIGURED, TiDBEngine
+from langchain_tidb_bedrock.db.runner import Op
 from langchain_tidb_bedrock.errors import ConnectionConfigError
 from langchain_tidb_bedrock.vectorstores import documents
 from langchain_tidb_bedrock.vectorstores.admin import TableAdmin
-from langchain_tidb_bedrock.vectorstores.connection import redact, tidb_url_from_env
-from langchain_tidb_bedrock.vectorstores.engines import Engines
-from langchain_tidb_bedrock.vectorstores.runner import Op
 from langchain_tidb_bedrock.vectorstores.schema import DistanceStrategy, validate_identifier
 from langchain_tidb_bedrock.vectorstores.search import Search
 from langchain_tidb_bedrock.vectorstores.table import TableState
@@ -163,7 +163,7 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         embedding: Embeddings | None,
         *,
         connection_string: str | URL | None = None,
-        engine: sa.Engine | None = None,
+        engine: TiDBEngine | sa.Engine | None = None,
         async_engine: AsyncEngine | None = None,
         table_name: str = "langchain_vector",
         distance_strategy: DistanceStrategy | str | None = None,
@@ -184,9 +184,11 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         Args:
             embedding: the embedding model (None when you only pass vectors).
             connection_string: SQLAlchemy URL; defaults to the ``TIDB_*`` environment variables.
-            engine: an existing sync engine (its pool and TLS settings are used as-is). The
-                async methods build their own engine from its URL: pass ``async_engine`` too
-                when yours needs custom ``connect_args`` (a CA bundle, an ssl dict).
+            engine: a shared :class:`TiDBEngine` (its pools and connection policy serve every
+                store and component built on it; the store never closes it), or an existing
+                SQLAlchemy engine (its pool and TLS settings are used as-is; the async methods
+                build their own engine from its URL: pass ``async_engine`` too when yours needs
+                custom ``connect_args``).
             async_engine: an existing async engine (aiomysql); built from the URL when None.
             table_name: the table, created on the first write when missing.
             distance_strategy: "cosine" (default), "l2" or "inner_product".
@@ -223,27 +225,37 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         strategy = DistanceStrategy.parse(distance_strategy) if distance_strategy else None
         self.embedding = embedding
         self.override_relevance_score_fn = relevance_score_fn
-        if engine is None:
-            url = connection_string if connection_string is not None else tidb_url_from_env()
-            if url is None:
+        if isinstance(engine, TiDBEngine):
+            given: dict[str, object] = {
+                "connection_string": connection_string,
+                "async_engine": async_engine,
+                "engine_args": engine_args,
+                "tls": tls,
+                "ca_path": ca_path,
+            }
+            clash = [name for name, value in given.items() if value is not None]
+            if clash:
                 msg = (
-                    "no TiDB connection configured: pass connection_string= or engine=, or set "
-                    "TIDB_HOST (with TIDB_PORT, TIDB_USER, TIDB_PASSWORD, TIDB_DB_NAME) or "
-                    "TIDB_URL; for offline work use langchain_tidb_bedrock.local.LocalTiDB"
+                    f"{', '.join(clash)} cannot be combined with a TiDBEngine: the engine "
+                    "holds the connection settings"
                 )
                 raise ConnectionConfigError(msg)
-            self._url: URL = sa.engine.make_url(url)
+            self._engines, self._owns_engine = engine, False
         else:
-            self._url = engine.url
-        self._engines = Engines(
-            self._url,
-            engine=engine,
-            async_engine=async_engine,
-            engine_args=engine_args,
-            tls=tls,
-            ca_path=ca_path,
-            bulk_load=bulk_load,
-        )
+            if engine is None:
+                url = connection_string if connection_string is not None else tidb_url_from_env()
+                if url is None:
+                    raise ConnectionConfigError(NOT_CONFIGURED)
+            self._engines = TiDBEngine(
+                url if engine is None else None,
+                engine=engine,
+                async_engine=async_engine,
+                engine_args=engine_args,
+                tls=tls,
+                ca_path=ca_path,
+            )
+            self._owns_engine = True
+        self._url: URL = self._engines.url
         self._table = TableState(
             self.table_name,
             strategy=strategy,
@@ -279,6 +291,11 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         return self._engines.sync
 
     @property
+    def tidb_engine(self) -> TiDBEngine:
+        """The :class:`TiDBEngine` this store runs on (pass it to other components to share it)."""
+        return self._engines
+
+    @property
     def filter_strategy(self) -> FilterStrategy:
         """The default filter strategy: "pre", "post" or "auto"."""
         return self._search.filter_strategy  # type: ignore[return-value]
@@ -305,12 +322,14 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         return await self._engines.arun(op, self.embedding)
 
     def close(self) -> None:
-        """Release pooled connections (the engines, if the store created them)."""
-        self._engines.close()
+        """Release pooled connections, unless the engine is shared (its owner closes it)."""
+        if self._owns_engine:
+            self._engines.close()
 
     async def aclose(self) -> None:
-        """Release pooled connections of this loop's async engines, then the sync ones."""
-        await self._engines.aclose()
+        """Release this loop's async connections, then the sync ones (unless shared)."""
+        if self._owns_engine:
+            await self._engines.aclose()
 
     def __enter__(self) -> TiDBVectorStore:
         return self

@@ -8,9 +8,9 @@ from typing import Any
 import sqlalchemy as sa
 from langchain_core.documents import Document
 
+from langchain_tidb_bedrock.db.runner import Op, WriteStep, read, write
 from langchain_tidb_bedrock.vectorstores.encoding import decode_metadata
 from langchain_tidb_bedrock.vectorstores.filters import check_filter
-from langchain_tidb_bedrock.vectorstores.runner import Op, WriteStep, read, write
 from langchain_tidb_bedrock.vectorstores.table import TableState
 
 __all__ = ["op_clear", "op_count", "op_delete", "op_get", "op_get_by_ids"]

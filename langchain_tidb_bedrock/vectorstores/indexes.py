@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from langchain_tidb_bedrock.db.runner import Op, embed_query, read, write
 from langchain_tidb_bedrock.errors import TiFlashUnavailableError
 from langchain_tidb_bedrock.vectorstores.encoding import encode_query_vector
-from langchain_tidb_bedrock.vectorstores.runner import Op, embed_query, read, write
 from langchain_tidb_bedrock.vectorstores.schema import (
     DistanceStrategy,
     index_name,

@@ -13,6 +13,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from langchain_tidb_bedrock.db.identifiers import quote_identifier, validate_identifier
+
 __all__ = [
     "DistanceStrategy",
     "TableInfo",
@@ -26,7 +28,6 @@ __all__ = [
 
 MAX_DIMENSION = 16383
 ID_LENGTH = 255
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,63}")
 _VECTOR_TYPE = re.compile(r"^vector(?:\((\d+)\))?$", re.IGNORECASE)
 _VARCHAR_TYPE = re.compile(r"^varchar\((\d+)\)$", re.IGNORECASE)
 _LEGACY_METRIC = re.compile(r"distance\s*=\s*(cosine|l2)", re.IGNORECASE)
@@ -64,22 +65,6 @@ class DistanceStrategy(str, Enum):
             options = ", ".join(repr(m.value) for m in cls)
             msg = f"distance_strategy must be one of {options}, got {value!r}"
             raise ValueError(msg) from None
-
-
-def validate_identifier(name: str, what: str = "table name") -> str:
-    """Return ``name`` if it is a plain SQL identifier, else raise ValueError naming it."""
-    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
-        msg = (
-            f"invalid {what} {name!r}: use 1-64 letters, digits, '_' or '$', "
-            "starting with a letter or '_'"
-        )
-        raise ValueError(msg)
-    return name
-
-
-def quote_identifier(name: str) -> str:
-    """Backquote a validated identifier for DDL text."""
-    return f"`{validate_identifier(name)}`"
 
 
 def index_name(table: str) -> str:

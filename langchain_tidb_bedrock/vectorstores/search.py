@@ -13,6 +13,7 @@ import numpy as np
 from langchain_core.documents import Document
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
+from langchain_tidb_bedrock.db.runner import Op, embed_query, read
 from langchain_tidb_bedrock.vectorstores.encoding import (
     decode_metadata,
     decode_vector,
@@ -20,7 +21,6 @@ from langchain_tidb_bedrock.vectorstores.encoding import (
 )
 from langchain_tidb_bedrock.vectorstores.filters import check_filter
 from langchain_tidb_bedrock.vectorstores.queries import BRANCHES, PrefilterPlan, filter_key
-from langchain_tidb_bedrock.vectorstores.runner import Op, embed_query, read
 from langchain_tidb_bedrock.vectorstores.schema import DistanceStrategy
 from langchain_tidb_bedrock.vectorstores.table import TableState
 

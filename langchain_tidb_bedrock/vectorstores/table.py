@@ -13,10 +13,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from langchain_tidb_bedrock.db.runner import Op, read, write
 from langchain_tidb_bedrock.vectorstores import indexes, metadata_index
 from langchain_tidb_bedrock.vectorstores.metadata_index import MetadataIndex
 from langchain_tidb_bedrock.vectorstores.queries import Queries
-from langchain_tidb_bedrock.vectorstores.runner import Op, read, write
 from langchain_tidb_bedrock.vectorstores.schema import (
     COLUMNS_QUERY,
     DistanceStrategy,

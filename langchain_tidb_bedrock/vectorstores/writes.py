@@ -17,15 +17,15 @@ import numpy as np
 import sqlalchemy as sa
 from tqdm.auto import tqdm
 
+from langchain_tidb_bedrock.db.bulk import LoadRows, is_load_data_refused
+from langchain_tidb_bedrock.db.runner import Op, embed_documents, write
 from langchain_tidb_bedrock.errors import LoadDataWarningError, WriteError
-from langchain_tidb_bedrock.vectorstores.bulk import LoadRows, is_load_data_refused
 from langchain_tidb_bedrock.vectorstores.encoding import (
     encode_metadata,
     encode_vectors,
     is_utf8,
     to_matrix,
 )
-from langchain_tidb_bedrock.vectorstores.runner import Op, embed_documents, write
 from langchain_tidb_bedrock.vectorstores.schema import ID_LENGTH, DistanceStrategy
 from langchain_tidb_bedrock.vectorstores.table import TableState
 

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from langchain_core.embeddings import DeterministicFakeEmbedding
 
 from langchain_tidb_bedrock import TiDBVectorStore
+from langchain_tidb_bedrock.db import bulk
+from langchain_tidb_bedrock.db import engine as engines
 from langchain_tidb_bedrock.errors import WriteError
-from langchain_tidb_bedrock.vectorstores import bulk, engines
 from langchain_tidb_bedrock.vectorstores import writes as write_pipeline
 
 AWKWARD = [

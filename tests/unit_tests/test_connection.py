@@ -6,7 +6,7 @@ import ssl
 
 import pytest
 
-from langchain_tidb_bedrock.vectorstores.connection import (
+from langchain_tidb_bedrock.db.connection import (
     ConnectionConfigError,
     async_engine_kwargs,
     async_url,

@@ -14,10 +14,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from langchain_tidb_bedrock.errors import FilterError
-from langchain_tidb_bedrock.vectorstores import documents
-from langchain_tidb_bedrock.vectorstores.bulk import LoadRows
-from langchain_tidb_bedrock.vectorstores.runner import (
+from langchain_tidb_bedrock.db.bulk import LoadRows
+from langchain_tidb_bedrock.db.runner import (
     EmbedDocs,
     Read,
     Request,
@@ -25,6 +23,8 @@ from langchain_tidb_bedrock.vectorstores.runner import (
     drive,
     read,
 )
+from langchain_tidb_bedrock.errors import FilterError
+from langchain_tidb_bedrock.vectorstores import documents
 from langchain_tidb_bedrock.vectorstores.schema import DistanceStrategy, TableInfo
 from langchain_tidb_bedrock.vectorstores.search import Search
 from langchain_tidb_bedrock.vectorstores.table import TableState

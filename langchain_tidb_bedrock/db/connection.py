@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from langchain_tidb_bedrock.db import bulk
 from langchain_tidb_bedrock.errors import ConnectionConfigError
-from langchain_tidb_bedrock.vectorstores import bulk
 
 __all__ = [
     "ConnectionConfigError",
@@ -285,6 +285,9 @@ def async_engine_kwargs(
     """
     u, kwargs = engine_kwargs(url, engine_args, tls=tls, ca_path=ca_path)
     kwargs["connect_args"].pop("local_infile", None)  # bulk loads run on the sync engine
+    # aiomysql has no socket timeouts: TiDBEngine bounds each async call with asyncio instead.
+    kwargs["connect_args"].pop("read_timeout", None)
+    kwargs["connect_args"].pop("write_timeout", None)
     ssl_opts = {k: v for k, v in u.query.items() if k in _SSL_QUERY_KEYS}
     disabled = str(ssl_opts.get("ssl_disabled", "")).lower() in ("1", "true", "yes")
     if ssl_opts and not disabled and "ssl" not in kwargs["connect_args"]:

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from langchain_tidb_bedrock.db.identifiers import quote_identifier
 from langchain_tidb_bedrock.errors import LoadDataWarningError
-from langchain_tidb_bedrock.vectorstores.schema import quote_identifier
 
 __all__ = ["LoadRows", "enable_local_infile_capability", "load_rows", "supports_load_data"]
 

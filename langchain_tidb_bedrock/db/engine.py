@@ -1,4 +1,4 @@
-"""The store's connections, and the one place that decides how each request reaches TiDB.
+"""``TiDBEngine``: the connections, and the one place that decides how each request reaches TiDB.
 
 Both drivers follow the same policy:
 
@@ -26,13 +26,15 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
-from langchain_tidb_bedrock.vectorstores.bulk import LoadRows, load_rows, supports_load_data
-from langchain_tidb_bedrock.vectorstores.connection import (
+from langchain_tidb_bedrock.db.bulk import LoadRows, load_rows, supports_load_data
+from langchain_tidb_bedrock.db.connection import (
     COMMITTED,
     create_engine,
     create_engine_async,
+    redact,
+    tidb_url_from_env,
 )
-from langchain_tidb_bedrock.vectorstores.runner import (
+from langchain_tidb_bedrock.db.runner import (
     Op,
     Read,
     Request,
@@ -43,11 +45,19 @@ from langchain_tidb_bedrock.vectorstores.runner import (
     drive,
     embed,
 )
+from langchain_tidb_bedrock.errors import ConnectionConfigError
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
 
-__all__ = ["Engines"]
+__all__ = ["DEFAULT_TIMEOUT", "NOT_CONFIGURED", "TiDBEngine"]
+
+DEFAULT_TIMEOUT = 120.0  # seconds; a silent connection fails a call instead of hanging it
+NOT_CONFIGURED = (
+    "no TiDB connection configured: pass connection_string= or engine=, or set "
+    "TIDB_HOST (with TIDB_PORT, TIDB_USER, TIDB_PASSWORD, TIDB_DB_NAME) or "
+    "TIDB_URL; for offline work use langchain_tidb_bedrock.local.LocalTiDB"
+)
 
 T = TypeVar("T")
 
@@ -80,29 +90,89 @@ async def _dispose_at_loop_shutdown(engines: list[AsyncEngine]) -> AsyncGenerato
             await engine.dispose()
 
 
-class Engines:
-    """Sync and per-loop async engines for one store, and the handlers that run operations."""
+class TiDBEngine:
+    """One connection policy to TiDB, shared by every component of the package.
+
+    Setup:
+        Configure it from a URL, or from the ``TIDB_*`` environment variables:
+
+        ```python
+        from langchain_tidb_bedrock import TiDBEngine
+
+        engine = TiDBEngine.from_env()  # TIDB_HOST/_PORT/_USER/_PASSWORD/_DB_NAME or TIDB_URL
+        engine = TiDBEngine.from_url("mysql+pymysql://root@127.0.0.1:4000/test")
+        ```
+
+    Key init args:
+        url: str | sqlalchemy.URL | None
+            The TiDB URL (``mysql://`` or ``mysql+pymysql://``).
+        tls: bool | None
+            Force TLS on or off; default on (verified) for every non-loopback host.
+        ca_path: str | None
+            CA bundle; ``TIDB_CA_PATH`` or the system bundle when None.
+        read_timeout / write_timeout: float | None
+            Seconds a connection may stay silent mid-statement before the call fails.
+
+    Share:
+        Every store and component built on one engine shares its pools:
+
+        ```python
+        store = TiDBVectorStore(embeddings, engine=engine, table_name="docs")
+        other = TiDBVectorStore(embeddings, engine=engine, table_name="faq")
+        engine.close()  # the owner closes it (stores never close a shared engine)
+        ```
+
+    The policy, on both drivers: reads on an autocommit pool (one round trip, retried once on a
+    cut connection), writes as one transaction on the write pool, ``LOAD DATA LOCAL`` bulk loads
+    on the sync driver (a worker thread on the async path), TLS verified for remote hosts, and
+    pooled connections pinged only after sitting idle. No connection is made until first use.
+    """
 
     def __init__(
         self,
-        url: URL,
+        url: str | URL | None = None,
         *,
-        engine: sa.Engine | None,
-        async_engine: AsyncEngine | None,
-        engine_args: Mapping[str, Any] | None,
-        tls: bool | None,
-        ca_path: str | None,
-        bulk_load: bool,
+        engine: sa.Engine | None = None,
+        async_engine: AsyncEngine | None = None,
+        engine_args: Mapping[str, Any] | None = None,
+        tls: bool | None = None,
+        ca_path: str | None = None,
+        read_timeout: float | None = DEFAULT_TIMEOUT,
+        write_timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
-        """Build the sync engines (no connection is made until the first request)."""
-        self.url = url
-        self._engine_args = dict(engine_args or {})
+        """Build the sync pools (no connection is made until the first request).
+
+        Args:
+            url: the TiDB URL; required unless ``engine`` is given.
+            engine: an existing sync engine, used as given for reads and writes (its pool and
+                TLS settings are the caller's). The async path builds its own from its URL
+                unless ``async_engine`` is given too.
+            async_engine: an existing aiomysql engine for the async path.
+            engine_args: extra ``create_engine`` arguments for every pool (sync and async).
+            tls: force TLS on or off; default on for non-loopback hosts.
+            ca_path: CA bundle for TLS (default ``TIDB_CA_PATH``, else the system bundle).
+            read_timeout: seconds without a byte from the server before a statement fails
+                (None: wait forever).
+            write_timeout: seconds a send may block before it fails (None: forever).
+        """
+        if engine is None and url is None:
+            msg = "TiDBEngine needs a url= or an engine= (or use TiDBEngine.from_env())"
+            raise ConnectionConfigError(msg)
+        self.url: URL = engine.url if engine is not None else sa.engine.make_url(url)  # type: ignore[arg-type]
+        args = dict(engine_args or {})
+        connect_args = dict(args.pop("connect_args", None) or {})
+        if read_timeout is not None:
+            connect_args.setdefault("read_timeout", read_timeout)
+        if write_timeout is not None:
+            connect_args.setdefault("write_timeout", write_timeout)
+        self._engine_args = {**args, "connect_args": connect_args}
+        self.read_timeout = read_timeout
         self._tls, self._ca_path = tls, ca_path
         self.owns_engine = engine is None
         if engine is None:
             opts: dict[str, Any] = {"tls": tls, "ca_path": ca_path}
-            self.sync = create_engine(url, engine_args, local_infile=bulk_load, **opts)
-            self.sync_read = create_engine(url, engine_args, autocommit=True, **opts)
+            self.sync = create_engine(self.url, self._engine_args, local_infile=True, **opts)
+            self.sync_read = create_engine(self.url, self._engine_args, autocommit=True, **opts)
         else:
             # A caller's engine is used as given, for reads and writes alike.
             self.sync = self.sync_read = engine
@@ -114,10 +184,43 @@ class Engines:
             asyncio.AbstractEventLoop, AsyncGenerator[None, None]
         ] = weakref.WeakKeyDictionary()
 
+    @classmethod
+    def from_url(cls, url: str | URL, **kwargs: Any) -> TiDBEngine:
+        """An engine for ``url``; keyword arguments as for the constructor."""
+        return cls(url, **kwargs)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> TiDBEngine:
+        """An engine from ``TIDB_URL`` or ``TIDB_HOST`` (``_PORT``, ``_USER``, ``_PASSWORD``, ...).
+
+        Raises:
+            ConnectionConfigError: nothing (or something inconsistent) is configured; the
+                message names the variable and the fix.
+        """
+        url = tidb_url_from_env(env)
+        if url is None:
+            raise ConnectionConfigError(NOT_CONFIGURED)
+        return cls(url, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"TiDBEngine({redact(self.url)!r})"
+
+    def __enter__(self) -> TiDBEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> TiDBEngine:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
     # ------------------------------------------------------------------ sync
 
-    def run(self, op: Op[T], embeddings: Embeddings | None) -> T:
-        """Execute ``op`` with blocking calls."""
+    def run(self, op: Op[T], embeddings: Embeddings | None = None) -> T:
+        """Execute the operation ``op`` (a generator of requests) with blocking calls."""
 
         def handle(request: Request) -> Any:
             if isinstance(request, Read):
@@ -148,13 +251,15 @@ class Engines:
 
     # ------------------------------------------------------------------ async
 
-    async def arun(self, op: Op[T], embeddings: Embeddings | None) -> T:
-        """Execute ``op`` on the event loop with the async driver."""
+    async def arun(self, op: Op[T], embeddings: Embeddings | None = None) -> T:
+        """Execute the operation ``op`` on the event loop with the async driver."""
         read_engine, write_engine = await self._engines_for_loop()
 
         async def handle(request: Request) -> Any:
             if isinstance(request, Read):
-                return await self._aread(read_engine, request)
+                if self.read_timeout is None:
+                    return await self._aread(read_engine, request)
+                return await asyncio.wait_for(self._aread(read_engine, request), self.read_timeout)
             if isinstance(request, Write):
                 if self.owns_engine and any(isinstance(s, LoadRows) for s in request.steps):
                     return await asyncio.to_thread(self._write, request)
@@ -208,7 +313,7 @@ class Engines:
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        """Release pooled connections of the engines this store created."""
+        """Release the pooled connections (of the pools this engine created)."""
         if self.owns_engine:
             self.sync.dispose()
             self.sync_read.dispose()

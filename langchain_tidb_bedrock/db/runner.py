@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 
-from langchain_tidb_bedrock.vectorstores.bulk import LoadRows
+from langchain_tidb_bedrock.db.bulk import LoadRows
 
 __all__ = [
     "EmbedDocs",
