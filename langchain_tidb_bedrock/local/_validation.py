@@ -8,22 +8,32 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
     "INVALID_MODEL_MESSAGE",
+    "RERANK_ARN_MESSAGE",
+    "RERANK_CROSS_REGION_MESSAGE",
+    "RERANK_MODEL_REGIONS",
+    "RERANK_NO_ACCESS_MESSAGE",
+    "RERANK_TOO_MANY_RESULTS_MESSAGE",
     "TITAN_V2_MODEL_ID",
     "UNSUPPORTED_OP_MESSAGE",
     "UNSUPPORTED_STREAMING_MESSAGE",
     "BedrockError",
     "Model",
+    "RerankRequest",
     "check_media_types",
+    "check_region",
     "invalid",
     "malformed",
     "resolve_model",
     "validate_converse",
     "validate_llama",
+    "validate_rerank",
+    "validate_rerank_invoke",
     "validate_titan",
 ]
 
@@ -38,6 +48,34 @@ NO_TOOLS_MESSAGE = "This model doesn't support tool use."
 CONTENT_TYPE_MESSAGE = "The provided Content Type is invalid or not supported for this model"
 ACCEPT_MESSAGE = "The provided Accept Type is invalid or not supported for this model"
 MALFORMED_MESSAGE = "Malformed input request, please reformat your input and try again."
+RERANK_ARN_MESSAGE = (
+    "The provided model ARN for reranking is invalid. Please, use a valid model ARN. Also "
+    "check the model ARN follows this format: "
+    "arn:<partition>:bedrock:<region>::foundation-model/<model-id>"
+)
+RERANK_CROSS_REGION_MESSAGE = (
+    "Reranking does not support cross-region calls. Please provide a valid model ARN."
+)
+RERANK_TOO_MANY_RESULTS_MESSAGE = (
+    "Cannot provide numberOfResults value that exceeds the number of sources."
+)
+RERANK_NO_ACCESS_MESSAGE = "You don't have access to the model with the specified model ID."
+# docs.aws.amazon.com/bedrock/latest/userguide/rerank-supported.html
+RERANK_MODEL_REGIONS: dict[str, frozenset[str]] = {
+    "amazon.rerank-v1:0": frozenset(
+        {"ap-northeast-1", "ca-central-1", "eu-central-1", "us-west-2"}
+    ),
+    "cohere.rerank-v3-5:0": frozenset(
+        {"ap-northeast-1", "ca-central-1", "eu-central-1", "us-east-1", "us-west-2"}
+    ),
+}
+RERANK_MAX_SOURCES = 1000
+RERANK_MAX_TEXT = 32_000
+_FOUNDATION_ARN = re.compile(
+    r"arn:aws(?:-[a-z-]+)?:bedrock:(?P<region>[a-z0-9-]+)::foundation-model/(?P<model>.+)"
+)
+_COHERE_RERANK_KEYS = {"query", "documents", "top_n", "api_version", "max_tokens_per_doc"}
+_AMAZON_RERANK_KEYS = {"query", "documents", "top_n"}
 
 _LLAMA = re.compile(r"(?:(us|eu|apac|global)\.)?meta\.llama(3(?:-[1-3])?)-(\d+)b-instruct-v1:0")
 # Llama 3.2 and 3.3 are only served through cross-Region inference profiles.
@@ -84,18 +122,28 @@ def malformed(detail: str) -> BedrockError:
 class Model:
     """A resolved model id: its kind and the key its quotas are kept under."""
 
-    kind: str  # "titan" or "llama"
+    kind: str  # "titan", "llama" or "rerank"
     key: str  # the id without an ARN prefix: cross-Region profiles have their own quotas
     tools: bool = False
 
 
-def resolve_model(model_id: str) -> Model:
-    """Bedrock's errors for unknown or profile-only ids; else what the id names."""
+def resolve_model(model_id: str, profiles: Mapping[str, str] | None = None) -> Model:
+    """Bedrock's errors for unknown or profile-only ids; else what the id names.
+
+    ``profiles`` maps application inference-profile ids to the model id each one wraps.
+    """
     bare = model_id
     if bare.startswith("arn:"):  # foundation-model/<id> or inference-profile/<id>
-        bare = bare.split(":", 5)[-1].split("/", 1)[-1]
+        kind, _, bare = bare.split(":", 5)[-1].partition("/")
+        if kind == "application-inference-profile":
+            wrapped = (profiles or {}).get(bare)
+            if wrapped is None:
+                raise invalid(INVALID_MODEL_MESSAGE)
+            return resolve_model(wrapped)
     if bare == TITAN_V2_MODEL_ID:
         return Model("titan", bare)
+    if bare in RERANK_MODEL_REGIONS:
+        return Model("rerank", bare)
     match = _LLAMA.fullmatch(bare)
     if match is None:
         raise invalid(INVALID_MODEL_MESSAGE)
@@ -106,6 +154,13 @@ def resolve_model(model_id: str) -> Model:
             "your request with the ID or ARN of an inference profile that contains this model."
         )
     return Model("llama", bare, tools=(version, size) not in _NO_TOOLS)
+
+
+def check_region(model: Model, region: str, message: str = INVALID_MODEL_MESSAGE) -> None:
+    """Refuse a rerank model outside the regions that offer it (other kinds are not checked)."""
+    offered = RERANK_MODEL_REGIONS.get(model.key)
+    if model.kind == "rerank" and offered is not None and region not in offered:
+        raise invalid(message)
 
 
 def _media_type(value: str | None) -> str | None:
@@ -266,3 +321,183 @@ def validate_converse(body: Any, model: Model) -> tuple[str, str, dict[str, Any]
             )
     prompt = "\n\n".join([system, *user_texts]) if system else "\n\n".join(user_texts)
     return prompt, user_texts[-1] if user_texts else "", config
+
+
+# ---------------------------------------------------------------- rerank
+
+
+@dataclass(frozen=True)
+class RerankRequest:
+    """A checked bedrock-agent-runtime ``Rerank`` request."""
+
+    query: str
+    texts: list[str]
+    model: Model
+    number_of_results: int
+    next_token: str | None
+    additional_fields: dict[str, Any]
+
+
+def _constraint(where: str, rule: str) -> BedrockError:
+    # The service quotes the value too; the stand-in leaves it out (it may be document text).
+    return invalid(
+        f"1 validation error detected: Value at '{where}' failed to satisfy constraint: {rule}"
+    )
+
+
+def _not_null(value: Any, where: str) -> Any:
+    if value is None:
+        raise invalid(
+            f"1 validation error detected: Value null at '{where}' failed to satisfy "
+            "constraint: Member must not be null"
+        )
+    return value
+
+
+def _text_member(value: Any, where: str) -> str:
+    text = _not_null(value.get("text") if isinstance(value, dict) else None, f"{where}.text")
+    if not isinstance(text, str) or not text:
+        raise _constraint(f"{where}.text", "Member must have length greater than or equal to 1")
+    if len(text) > RERANK_MAX_TEXT:
+        raise _constraint(
+            f"{where}.text", f"Member must have length less than or equal to {RERANK_MAX_TEXT}"
+        )
+    return text
+
+
+def _source_text(source: Any, n: int) -> str:
+    where = f"sources.{n}.member"
+    if not isinstance(source, dict) or source.get("type") != "INLINE":
+        raise _constraint(f"{where}.type", "Member must satisfy enum value set: [INLINE]")
+    inline = _not_null(source.get("inlineDocumentSource"), f"{where}.inlineDocumentSource")
+    kind = inline.get("type") if isinstance(inline, dict) else None
+    if kind == "JSON":
+        document = _not_null(inline.get("jsonDocument"), f"{where}.inlineDocumentSource")
+        return json.dumps(document, sort_keys=True)
+    if kind != "TEXT":
+        raise _constraint(
+            f"{where}.inlineDocumentSource.type", "Member must satisfy enum value set: [TEXT, JSON]"
+        )
+    return _text_member(inline.get("textDocument"), f"{where}.inlineDocumentSource.textDocument")
+
+
+def validate_rerank(body: Any, region: str) -> RerankRequest:
+    """A ``POST /rerank`` body, checked like the service (messages without the values)."""
+    if not isinstance(body, dict):
+        raise invalid(MALFORMED_MESSAGE)
+    queries = _not_null(body.get("queries"), "queries")
+    if not isinstance(queries, list) or not queries:
+        raise _constraint("queries", "Member must have length greater than or equal to 1")
+    if len(queries) > 1:
+        raise _constraint("queries", "Member must have length less than or equal to 1")
+    query = queries[0]
+    if not isinstance(query, dict) or query.get("type") != "TEXT":
+        raise _constraint("queries.1.member.type", "Member must satisfy enum value set: [TEXT]")
+    text = _text_member(query.get("textQuery"), "queries.1.member.textQuery")
+    sources = _not_null(body.get("sources"), "sources")
+    if not isinstance(sources, list) or not sources:
+        raise _constraint("sources", "Member must have length greater than or equal to 1")
+    if len(sources) > RERANK_MAX_SOURCES:
+        raise _constraint(
+            "sources", f"Member must have length less than or equal to {RERANK_MAX_SOURCES}"
+        )
+    texts = [_source_text(source, n) for n, source in enumerate(sources, start=1)]
+    config = _not_null(body.get("rerankingConfiguration"), "rerankingConfiguration")
+    if not isinstance(config, dict) or config.get("type") != "BEDROCK_RERANKING_MODEL":
+        raise _constraint(
+            "rerankingConfiguration.type",
+            "Member must satisfy enum value set: [BEDROCK_RERANKING_MODEL]",
+        )
+    where = "rerankingConfiguration.bedrockRerankingConfiguration"
+    bedrock = _not_null(config.get("bedrockRerankingConfiguration"), where)
+    model_config = _not_null(bedrock.get("modelConfiguration"), f"{where}.modelConfiguration")
+    arn = _not_null(model_config.get("modelArn"), f"{where}.modelConfiguration.modelArn")
+    found = _FOUNDATION_ARN.fullmatch(arn) if isinstance(arn, str) else None
+    if found is None or found["model"] not in RERANK_MODEL_REGIONS:
+        raise invalid(RERANK_ARN_MESSAGE)  # a bare id, a profile ARN, or not a rerank model
+    if found["region"] != region:
+        raise invalid(RERANK_CROSS_REGION_MESSAGE)
+    model = Model("rerank", found["model"])
+    check_region(model, region, RERANK_NO_ACCESS_MESSAGE)
+    count = bedrock.get("numberOfResults", len(texts))
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise _constraint(
+            f"{where}.numberOfResults", "Member must have value greater than or equal to 1"
+        )
+    if count > RERANK_MAX_SOURCES:
+        raise _constraint(
+            f"{where}.numberOfResults",
+            f"Member must have value less than or equal to {RERANK_MAX_SOURCES}",
+        )
+    if count > len(texts):
+        raise invalid(RERANK_TOO_MANY_RESULTS_MESSAGE)
+    extra = model_config.get("additionalModelRequestFields") or {}
+    if not isinstance(extra, dict):
+        raise invalid(MALFORMED_MESSAGE)
+    token = body.get("nextToken")
+    if token is not None and (
+        not isinstance(token, str) or not 1 <= len(token) <= 2048 or re.search(r"\s", token)
+    ):
+        raise _constraint("nextToken", "Member must satisfy regular expression pattern: ^\\S*$")
+    return RerankRequest(text, texts, model, count, token, extra)
+
+
+def _integer_at_least(body: dict[str, Any], key: str, low: int, problems: list[str]) -> None:
+    if key not in body:
+        return
+    value = body[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        problems.append(f"#/{key}: expected type: Integer, found: {_type_name(value)}")
+    elif value < low:
+        problems.append(f"#/{key}: {value} is not greater or equal to {low}")
+
+
+def validate_rerank_invoke(body: Any, model: Model) -> tuple[str, list[str], int]:
+    """A rerank model's InvokeModel body: (query, document texts, top_n).
+
+    Cohere Rerank 3.5 requires ``api_version`` >= 2; Amazon Rerank 1.0 takes
+    ``{query, documents, top_n}`` only. Every problem is reported at once, as the service's
+    JSON-schema check does.
+    """
+    if not isinstance(body, dict):
+        raise malformed(f"#: expected type: JSONObject, found: {_type_name(body)}")
+    cohere = model.key.startswith("cohere.")
+    allowed = _COHERE_RERANK_KEYS if cohere else _AMAZON_RERANK_KEYS
+    required = ["query", "documents", *(["api_version"] if cohere else [])]
+    problems = [f"#: required key [{key}] not found" for key in required if key not in body]
+    problems += [
+        f"#: extraneous key [{key}] is not permitted" for key in body if key not in allowed
+    ]
+    query = body.get("query", "")
+    if not isinstance(query, str):
+        problems.append(f"#/query: expected type: String, found: {_type_name(query)}")
+    elif "query" in body and not query:
+        problems.append("#/query: expected minLength: 1, actual: 0")
+    documents = body.get("documents", [])
+    texts: list[str] = []
+    if not isinstance(documents, list):
+        problems.append(f"#/documents: expected type: JSONArray, found: {_type_name(documents)}")
+    elif "documents" in body and not documents:
+        problems.append("#/documents: expected minimum item count: 1, found: 0")
+    elif len(documents) > RERANK_MAX_SOURCES:
+        problems.append(
+            f"#/documents: expected maximum item count: {RERANK_MAX_SOURCES}, "
+            f"found: {len(documents)}"
+        )
+    else:
+        for i, document in enumerate(documents):
+            if isinstance(document, str):
+                texts.append(document)
+            elif isinstance(document, dict) and cohere:
+                texts.append(json.dumps(document, sort_keys=True))
+            else:
+                problems.append(
+                    f"#/documents/{i}: expected type: String, found: {_type_name(document)}"
+                )
+    _integer_at_least(body, "top_n", 1, problems)
+    _integer_at_least(body, "api_version", 2, problems)
+    _integer_at_least(body, "max_tokens_per_doc", 1, problems)
+    if problems:
+        raise malformed("".join(problems))
+    top_n = body.get("top_n", len(texts))
+    return query, texts, int(top_n)

@@ -9,6 +9,11 @@ The "models" behind it are stand-ins, not models (see ``_standin_models``):
 
 * ``amazon.titan-embed-text-v2:0`` returns deterministic hashed bag-of-words/character-3-gram
   vectors: texts sharing words are close in cosine terms.
+* ``amazon.rerank-v1:0`` and ``cohere.rerank-v3-5:0`` score each document by a BM25-style overlap
+  of its words with the query (see ``_rerank``), through bedrock-agent-runtime ``Rerank``
+  (``POST /rerank``, on the same port) and through InvokeModel. They are served only in the
+  regions AWS lists for them (the region is read from the request's SigV4 credential scope;
+  us-east-1 without one), so ``amazon.rerank-v1:0`` is refused in us-east-1 as on the service.
 * Llama 3 ids (``us.meta.llama3-2-3b-instruct-v1:0``, ``meta.llama3-8b-instruct-v1:0``, ...)
   answer extractively: the sentences of the ``[n]`` passages in the prompt that best overlap the
   question, each cited, prefixed with ``(LocalBedrock stand-in)``; or a rewritten standalone
@@ -30,20 +35,26 @@ InvokeModel ``prompt``):
 Quotas, per model id as on the service (see ``_quotas``): ``requests_per_minute``,
 ``tokens_per_minute`` and ``tokens_per_day`` (constructor arguments and attributes, settable while
 serving; None = unlimited) answer 429 ThrottlingException with Bedrock's messages and no
-retry-after header. Requests are validated as the service does (see ``_validation``).
+retry-after header; the rerank models count requests only (their quotas are in requests).
+Requests are validated as the service does (see ``_validation``).
 
 Test knobs (thread-safe): ``latency`` (seconds slept per request), ``throttle_rate`` (fraction of
 requests answered 429, spread evenly), ``throttle_every`` (every Nth request), ``retry_after_ms``
 (the 429's ``x-amz-retry-after``), ``fail_next(status, code, message, headers, times)``,
-``stream_error_after(n_events, code)``; records: ``requests`` (:class:`RecordedRequest`),
-``max_in_flight``; ``reset()`` clears them all.
+``stream_error_after(n_events, code)``, ``rerank_page_size`` (``Rerank`` results per page, the
+rest behind ``nextToken``; None = one page), ``add_inference_profile(model_id)`` (an application
+inference profile wrapping a model, for InvokeModel); records: ``requests``
+(:class:`RecordedRequest`, with the request's region), ``max_in_flight``; ``reset()`` clears
+them all.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
+import re
 import threading
 import time
 import uuid
@@ -56,6 +67,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from langchain_tidb_bedrock.local import _eventstream as es
+from langchain_tidb_bedrock.local import _rerank as reranker
 from langchain_tidb_bedrock.local import _standin_models as models
 from langchain_tidb_bedrock.local._batch_jobs import BatchJobs
 from langchain_tidb_bedrock.local._quotas import REQUESTS_MESSAGE, Quotas
@@ -67,10 +79,13 @@ from langchain_tidb_bedrock.local._validation import (
     BedrockError,
     Model,
     check_media_types,
+    check_region,
     invalid,
     resolve_model,
     validate_converse,
     validate_llama,
+    validate_rerank,
+    validate_rerank_invoke,
     validate_titan,
 )
 
@@ -87,6 +102,8 @@ _MAX_TITAN_TOKENS = 8_192
 THROTTLE_MESSAGE = REQUESTS_MESSAGE
 
 MAX_RECORDED_REQUESTS = 100_000
+DEFAULT_REGION = "us-east-1"
+_SCOPE_REGION = re.compile(r"Credential=[^/,\s]+/\d{8}/([a-z0-9-]+)/")
 
 
 @dataclass
@@ -100,6 +117,7 @@ class RecordedRequest:
     time: float
     path: str = ""
     status: int = 0
+    region: str = ""
 
 
 @dataclass
@@ -196,6 +214,8 @@ class LocalBedrock:
         self.throttle_rate = 0.0
         self.throttle_every = 0
         self.retry_after_ms = 10
+        self.rerank_page_size: int | None = None
+        self.inference_profiles: dict[str, str] = {}
         # Batch inference jobs (control plane + runner) read and write S3 at s3_endpoint_url.
         self.batch_jobs = BatchJobs(self, s3_endpoint_url)
         self.reset()
@@ -318,6 +338,20 @@ class LocalBedrock:
             self.throttle_rate = 0.0
             self.throttle_every = 0
             self.retry_after_ms = 10
+            self.rerank_page_size = None
+            self.inference_profiles = {}
+
+    def add_inference_profile(self, model_id: str, region: str = DEFAULT_REGION) -> str:
+        """Create an application inference profile wrapping ``model_id``; returns its ARN.
+
+        InvokeModel accepts the ARN and runs the wrapped model (``Rerank`` refuses it, as the
+        service does). ``reset()`` forgets the profiles.
+        """
+        resolve_model(model_id)  # unknown ids are refused here already
+        profile = hashlib.blake2b(model_id.encode(), digest_size=6).hexdigest()
+        with self._lock:
+            self.inference_profiles[profile] = model_id
+        return f"arn:aws:bedrock:{region}:123456789012:application-inference-profile/{profile}"
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -362,13 +396,18 @@ class LocalBedrock:
             body: Any = json.loads(raw) if raw else None
         except ValueError:
             body = None
+        model_id = unquote(parts[2]) if len(parts) > 2 else ""
+        if path == "/rerank":  # bedrock-agent-runtime Rerank: the model is in the body
+            op, model_id = "Rerank", _rerank_model_arn(body)
+        scope = _SCOPE_REGION.search(handler.headers.get("Authorization") or "")
         record = RecordedRequest(
             op=op or "Unknown",
-            model_id=unquote(parts[2]) if len(parts) > 2 else "",
+            model_id=model_id,
             headers=dict(handler.headers.items()),
             body=body,
             time=time.time(),
             path=path,
+            region=scope.group(1) if scope else DEFAULT_REGION,
         )
         handler.record = record
         with self._lock:
@@ -387,7 +426,7 @@ class LocalBedrock:
                     raise invalid(
                         "Malformed input request, please reformat your input and try again."
                     )
-                self._dispatch(handler, op, record.model_id, body)
+                self._dispatch(handler, op, record.model_id, body, record.region)
             except BedrockError as err:
                 self._send_error(handler, err)
         except (BrokenPipeError, ConnectionResetError):
@@ -413,9 +452,21 @@ class LocalBedrock:
                 429, "ThrottlingException", THROTTLE_MESSAGE, {"x-amz-retry-after": retry_after}
             )
 
-    def _dispatch(self, handler: _Handler, op: str, model_id: str, body: Any) -> None:
-        model = resolve_model(model_id)
-        if model.kind == "titan":
+    def _dispatch(self, handler: _Handler, op: str, model_id: str, body: Any, region: str) -> None:
+        if op == "Rerank":
+            self._rerank(handler, body, region)
+            return
+        with self._lock:
+            profiles = dict(self.inference_profiles)
+        model = resolve_model(model_id, profiles)
+        if model.kind == "rerank":
+            check_region(model, region)
+            if op == "InvokeModelWithResponseStream":
+                raise invalid(UNSUPPORTED_STREAMING_MESSAGE)
+            if op != "InvokeModel":
+                raise invalid(UNSUPPORTED_OP_MESSAGE)
+            self._rerank_invoke(handler, model, body)
+        elif model.kind == "titan":
             if op == "InvokeModelWithResponseStream":
                 raise invalid(UNSUPPORTED_STREAMING_MESSAGE)
             if op != "InvokeModel":
@@ -448,6 +499,41 @@ class LocalBedrock:
             f'"embeddingsByType": {{{", ".join(by_type)}}}}}'
         )
         self._send_json(handler, data, input_tokens=tokens, output_tokens=0)
+
+    def _rerank(self, handler: _Handler, body: Any, region: str) -> None:
+        request = validate_rerank(body, region)
+        # The token is bound to the request it continues (everything but the token itself).
+        fingerprint = _fingerprint({k: v for k, v in body.items() if k != "nextToken"})
+        start = 0
+        if request.next_token is not None:
+            start = _read_token(request.next_token, fingerprint)
+        self._admit(request.model, 0)  # rerank quotas count requests, not tokens
+        ranked = reranker.rank(request.query, request.texts, request.number_of_results)
+        with self._lock:
+            page = self.rerank_page_size
+        end = len(ranked) if page is None else min(len(ranked), start + page)
+        payload: dict[str, Any] = {
+            "results": [{"index": i, "relevanceScore": score} for i, score in ranked[start:end]]
+        }
+        if end < len(ranked):
+            payload["nextToken"] = _make_token(end, fingerprint)
+        self._send_json(handler, payload)
+
+    def _rerank_invoke(self, handler: _Handler, model: Model, body: Any) -> None:
+        query, texts, top_n = validate_rerank_invoke(body, model)
+        self._admit(model, 0)
+        results = [
+            {"index": i, "relevance_score": score}
+            for i, score in reranker.rank(query, texts, top_n)
+        ]
+        payload: dict[str, Any] = {"results": results}
+        if model.key.startswith("cohere."):
+            payload = {
+                "id": str(uuid.uuid4()),
+                "results": results,
+                "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}},
+            }
+        self._send_json(handler, payload)
 
     def _llama_invoke(self, handler: _Handler, model: Model, body: Any, *, stream: bool) -> None:
         prompt, max_gen_len = validate_llama(body)
@@ -600,3 +686,30 @@ def _write_chunk(handler: _Handler, data: bytes) -> None:
 
 def _chunk(obj: dict[str, Any]) -> bytes:
     return es.event("chunk", {"bytes": base64.b64encode(json.dumps(obj).encode()).decode()})
+
+
+def _rerank_model_arn(body: Any) -> str:
+    try:
+        config = body["rerankingConfiguration"]["bedrockRerankingConfiguration"]
+        return str(config["modelConfiguration"]["modelArn"])
+    except (KeyError, TypeError):
+        return ""
+
+
+def _fingerprint(body: Any) -> str:
+    return hashlib.blake2b(json.dumps(body, sort_keys=True).encode(), digest_size=8).hexdigest()
+
+
+def _make_token(offset: int, fingerprint: str) -> str:
+    return base64.urlsafe_b64encode(f"{offset}:{fingerprint}".encode()).decode()
+
+
+def _read_token(token: str, fingerprint: str) -> int:
+    """The offset a ``nextToken`` continues from; refused when it belongs to another request."""
+    try:
+        offset, _, bound = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        if bound == fingerprint:
+            return int(offset)
+    except ValueError:
+        pass
+    raise invalid("The nextToken is invalid or does not match this request.")
