@@ -136,7 +136,7 @@ def test_unreadable_bodies_fail_the_text_after_max_retries(
 
 def test_persistent_5xx_stops_at_the_deadline(proxy: FaultProxy, bedrock: LocalBedrock) -> None:
     proxy.inject(plain_status(502), times=None)
-    emb = make(proxy, max_retries=10_000, backoff_base=0.01, backoff_max=0.01, timeout=0.5)
+    emb = make(proxy, max_retries=10_000, backoff_base=0.01, backoff_max=0.01, timeout=1.0)
     with pytest.raises(PartialEmbeddingError) as info:
         emb.embed_documents(["alpha", "beta"])
     assert info.value.failed_indices == [0, 1]
