@@ -107,6 +107,8 @@ def _ops(stored: Any, ops: Mapping[str, Any]) -> bool:
             )
         elif op == "$contains":
             ok = isinstance(stored, list) and any(_cmp(item, "=", arg) for item in stored)
+        elif op == "$size":
+            ok = isinstance(stored, list) and len(stored) == arg
         elif op == "$not":
             ok = not _ops(stored, arg)
         else:  # pragma: no cover - validate_filter rejects it first
@@ -191,6 +193,7 @@ def _operator_pair() -> st.SearchStrategy[tuple[str, Any]]:
         st.tuples(st.just("$like"), st.text(alphabet="aA1%_\\é", max_size=4)),
         st.tuples(st.just("$ilike"), st.text(alphabet="aAÉé1%_", max_size=4)),
         st.tuples(st.just("$contains"), scalar),
+        st.tuples(st.just("$size"), st.integers(0, 3)),
     )
 
 

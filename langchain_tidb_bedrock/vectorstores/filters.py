@@ -5,7 +5,7 @@ non-empty list of filters; ``$not``: one filter, or a list of filters none of wh
 other keys are field paths, with dots for nesting (``"a.b"``; ``"a\.b"`` is the one key
 ``a.b``). A field maps to a scalar (shorthand for ``$eq``) or to a dict of operators, all of
 which must hold: ``$eq $ne $gt $gte $lt $lte $in $nin $between $exists $like $ilike
-$contains $not``. Several keys at one level are ANDed.
+$contains $size $not``. Several keys at one level are ANDed.
 
 Semantics (identical in SQL and in ``tests/filter_reference.py``):
 
@@ -19,6 +19,8 @@ Semantics (identical in SQL and in ``tests/filter_reference.py``):
   on string values only; ``$ilike`` is the same after lower-casing both sides.
 * ``$contains`` takes a scalar and matches a stored array that has it as an element (JSON
   equality, as ``$eq``); it never matches a string (use ``$like`` for substrings).
+* ``$size`` takes a non-negative integer and matches a stored array of that many elements
+  (``{"tags": {"$size": 0}}``: an empty list); never a string or an object.
 * A missing field (or a path through a non-object) matches only ``$ne``, ``$nin``,
   ``$exists: False`` and negations; everything else is false for it.
 * Every SQL atom is wrapped so it is TRUE or FALSE, never NULL, so ``$not`` and ``$or`` follow
@@ -44,6 +46,8 @@ __all__ = [
     "FIELD_OPERATORS",
     "LOGICAL_OPERATORS",
     "FilterError",
+    "CheckedFilter",
+    "check_filter",
     "compile_filter",
     "validate_filter",
 ]
@@ -62,6 +66,7 @@ FIELD_OPERATORS = frozenset(
         "$like",
         "$ilike",
         "$contains",
+        "$size",
         "$not",
     }
 )
@@ -177,6 +182,9 @@ def _validate_operators(ops: Mapping[Any, Any], loc: str, depth: int) -> None:
                     f"{_where(loc)}, got {arg!r}"
                 )
             _check_scalar(arg, where)
+        elif op == "$size":
+            if isinstance(arg, bool) or not isinstance(arg, int) or arg < 0:
+                raise FilterError(f"$size needs a non-negative integer{_where(loc)}, got {arg!r}")
         elif op == "$not":
             if not isinstance(arg, Mapping):
                 raise FilterError(
@@ -226,6 +234,21 @@ def _validate(node: object, loc: str, depth: int) -> None:
             _check_scalar(value, f"for field {key!r}{_where(loc)}")
 
 
+class CheckedFilter(dict[str, Any]):
+    """A filter validated once, with its cache key serialised once (one pass per value).
+
+    ``check_filter`` returns one; validation, ``filter_key`` and compilation then take it as
+    it is instead of walking and serialising the filter again on every step of a search.
+    """
+
+    __slots__ = ("key",)
+
+    def __init__(self, filter: Mapping[str, Any]) -> None:
+        super().__init__(filter)
+        # JSON keeps 1, 1.0, "1" and true apart, so equal keys mean equal filters.
+        self.key = json.dumps(filter, sort_keys=True, separators=(",", ":"))
+
+
 def validate_filter(filter: Mapping[str, Any] | None) -> None:
     """Validate a metadata filter without building SQL.
 
@@ -235,23 +258,23 @@ def validate_filter(filter: Mapping[str, Any] | None) -> None:
     Raises:
         FilterError: On any malformed part: unknown operator, bad field name, bad value.
     """
-    if filter is None:
+    if filter is None or isinstance(filter, CheckedFilter):
         return
     _validate(filter, "", 0)
 
 
-def check_filter(filter: object) -> Mapping[str, Any] | None:
+def check_filter(filter: object) -> CheckedFilter | None:
     """Validate a caller's filter; None for "no filter" (None or an empty dict).
 
     Anything else that is not a dict is refused, falsy or not: ``[]``, ``0`` or ``""`` are
     mistakes, not "match everything".
     """
-    if filter is None:
-        return None
+    if filter is None or isinstance(filter, CheckedFilter):
+        return filter
     if not isinstance(filter, Mapping):
         raise FilterError(f"a filter must be a dict, got {filter!r}")
     validate_filter(filter)
-    return filter or None
+    return CheckedFilter(filter) if filter else None
 
 
 # --------------------------------------------------------------------------- compilation
@@ -353,6 +376,12 @@ class _Field:
         member = _op(_json_value(value), "MEMBER OF", sa.sql.elements.Grouping(self.value))
         return _never_null(sa.and_(_is_type(self.jtype, "ARRAY"), member))
 
+    def size(self, count: int) -> sa.ColumnElement[bool]:
+        length = sa.func.JSON_LENGTH(self.value, type_=sa.Integer)
+        return _never_null(
+            sa.and_(_is_type(self.jtype, "ARRAY"), length == _bind(count, sa.Integer))
+        )
+
     def exists(self) -> sa.ColumnElement[bool]:
         return self.value.is_not(None)
 
@@ -379,6 +408,8 @@ def _compile_operators(field: _Field, ops: Mapping[str, Any]) -> sa.ColumnElemen
             parts.append(field.ilike(arg))
         elif op == "$contains":
             parts.append(field.contains(arg))
+        elif op == "$size":
+            parts.append(field.size(arg))
         elif op == "$not":
             parts.append(sa.not_(_compile_operators(field, arg)))
         else:  # pragma: no cover - validation rejects unknown operators first

@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from langchain_tidb_bedrock.db.runner import Op, read, write
+from langchain_tidb_bedrock.errors import InvalidInputError
 from langchain_tidb_bedrock.vectorstores import indexes, metadata_index
 from langchain_tidb_bedrock.vectorstores.metadata_index import MetadataIndex
 from langchain_tidb_bedrock.vectorstores.queries import Queries
@@ -56,9 +57,11 @@ class TableState:
         self._warned_missing = False
         self.name = name
         self.table = table_object(name)
+        # What the caller asked for, never overwritten ...
         self.strategy_given = strategy
-        self.dimension = dimension
+        self.dimension_given = dimension
         self.vector_index = vector_index
+        # ... and what the server reported, replaced as a whole when the table is described.
         self.info: TableInfo | None = None
         self.index_ready = False
         self._tiflash: bool | None = None
@@ -69,7 +72,21 @@ class TableState:
     @property
     def strategy(self) -> DistanceStrategy:
         """The metric: as given, else read from a legacy table, else cosine."""
-        return self.strategy_given or DistanceStrategy.COSINE
+        if self.strategy_given is not None:
+            return self.strategy_given
+        info = self.info
+        if info is not None and info.legacy_metric is not None:
+            # A langchain-community table records its metric in a column comment.
+            return info.legacy_metric
+        return DistanceStrategy.COSINE
+
+    @property
+    def dimension(self) -> int | None:
+        """The vector size: the table's when it exists, else as given (None: inferred)."""
+        info = self.info
+        if info is not None and info.dimension is not None:
+            return info.dimension
+        return self.dimension_given
 
     @property
     def queries(self) -> Queries:
@@ -83,11 +100,12 @@ class TableState:
             self._queries = Queries(self.table, self.strategy, self.metadata_indexes)
         return self._queries  # type: ignore[return-value]
 
-    def forget(self) -> None:
-        """Drop what was learnt (after the table was dropped)."""
-        self.info = None
+    def forget(self) -> TableInfo | None:
+        """Drop what was learnt (the table was dropped, or may have changed); return it."""
+        before, self.info = self.info, None
         self.index_ready = False
         self.metadata_indexes = {}
+        return before
 
     # ------------------------------------------------------------------ operations
 
@@ -110,18 +128,14 @@ class TableState:
         return info
 
     def _adopt(self, info: TableInfo) -> None:
+        given = self.dimension_given
+        if info.dimension is not None and given is not None and given != info.dimension:
+            msg = (
+                f"table {self.name!r} stores {info.dimension}-dimensional vectors, "
+                f"but embedding_dimension={given} was given"
+            )
+            raise InvalidInputError(msg)
         with self._lock:
-            if info.dimension is not None:
-                if self.dimension is not None and self.dimension != info.dimension:
-                    msg = (
-                        f"table {self.name!r} stores {info.dimension}-dimensional vectors, "
-                        f"but embedding_dimension={self.dimension} was given"
-                    )
-                    raise ValueError(msg)
-                self.dimension = info.dimension
-            if self.strategy_given is None and info.legacy_metric is not None:
-                # A langchain-community table records its metric in a column comment.
-                self.strategy_given = info.legacy_metric
             self.info = info
 
     def _adopt_metadata_indexes(self, info: TableInfo) -> None:
@@ -150,7 +164,7 @@ class TableState:
         info = yield from self.op_info()
         if info is None:
             msg = f"table {self.name!r} does not exist yet: add documents or call create_table()"
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
         present = self.metadata_indexes.get(idx.path)
         if present is not None:
             if metadata_index.same_kind(present, idx):
@@ -159,7 +173,7 @@ class TableState:
                 f"metadata key {idx.key!r} is already indexed as {present.type}, not {idx.type}; "
                 "drop that index first to change its type"
             )
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
         steps = [(sql, [params]) for sql, params in metadata_index.add_index_ddl(self.name, idx)]
         try:
             for step in steps:  # DDL commits by itself: one statement per request
@@ -169,7 +183,7 @@ class TableState:
             self.info = None
             yield from self.op_info()
             if idx.path not in self.metadata_indexes:
-                raise ValueError(metadata_index.refusal(idx, exc)) from exc
+                raise InvalidInputError(metadata_index.refusal(idx, exc)) from exc
             return False
         self.metadata_indexes = {**self.metadata_indexes, idx.path: idx}
         return True
@@ -196,7 +210,7 @@ class TableState:
                     f"embedding dimension mismatch: table {self.name!r} stores "
                     f"{info.dimension}-dimensional vectors, got {dimension}"
                 )
-                raise ValueError(msg)
+                raise InvalidInputError(msg)
             yield from self.op_ensure_metadata_indexes()
             return info
         tiflash = yield from self.op_has_tiflash()
@@ -205,7 +219,7 @@ class TableState:
             want_index = tiflash and self.strategy.indexable
         elif want_index and not self.strategy.indexable:
             msg = f"no vector index exists for {self.strategy.value!r} distance"
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
         ddl = create_table_sql(self.name, dimension, self.strategy, with_index=bool(want_index))
         try:
             yield from write(sa.text(ddl))
@@ -216,6 +230,8 @@ class TableState:
             plain = create_table_sql(self.name, dimension, self.strategy, with_index=False)
             yield from write(sa.text(plain))
             index_ready = False
+        # The declared metadata indexes are added just below: their absence is no news.
+        self._warned_missing = True
         created = yield from self.op_info()
         if created is None:  # dropped again by another process in between
             msg = f"table {self.name!r} disappeared right after it was created"
