@@ -14,7 +14,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from langchain_tidb_bedrock.db.runner import Op, read, write
-from langchain_tidb_bedrock.errors import InvalidInputError
 from langchain_tidb_bedrock.vectorstores import indexes, metadata_index
 from langchain_tidb_bedrock.vectorstores.metadata_index import MetadataIndex
 from langchain_tidb_bedrock.vectorstores.queries import Queries
@@ -57,11 +56,9 @@ class TableState:
         self._warned_missing = False
         self.name = name
         self.table = table_object(name)
-        # What the caller asked for, never overwritten ...
         self.strategy_given = strategy
-        self.dimension_given = dimension
+        self.dimension = dimension
         self.vector_index = vector_index
-        # ... and what the server reported, replaced as a whole when the table is described.
         self.info: TableInfo | None = None
         self.index_ready = False
         self._tiflash: bool | None = None
@@ -72,21 +69,7 @@ class TableState:
     @property
     def strategy(self) -> DistanceStrategy:
         """The metric: as given, else read from a legacy table, else cosine."""
-        if self.strategy_given is not None:
-            return self.strategy_given
-        info = self.info
-        if info is not None and info.legacy_metric is not None:
-            # A langchain-community table records its metric in a column comment.
-            return info.legacy_metric
-        return DistanceStrategy.COSINE
-
-    @property
-    def dimension(self) -> int | None:
-        """The vector size: the table's when it exists, else as given (None: inferred)."""
-        info = self.info
-        if info is not None and info.dimension is not None:
-            return info.dimension
-        return self.dimension_given
+        return self.strategy_given or DistanceStrategy.COSINE
 
     @property
     def queries(self) -> Queries:
@@ -100,12 +83,11 @@ class TableState:
             self._queries = Queries(self.table, self.strategy, self.metadata_indexes)
         return self._queries  # type: ignore[return-value]
 
-    def forget(self) -> TableInfo | None:
-        """Drop what was learnt (the table was dropped, or may have changed); return it."""
-        before, self.info = self.info, None
+    def forget(self) -> None:
+        """Drop what was learnt (after the table was dropped)."""
+        self.info = None
         self.index_ready = False
         self.metadata_indexes = {}
-        return before
 
     # ------------------------------------------------------------------ operations
 
@@ -128,14 +110,18 @@ class TableState:
         return info
 
     def _adopt(self, info: TableInfo) -> None:
-        given = self.dimension_given
-        if info.dimension is not None and given is not None and given != info.dimension:
-            msg = (
-                f"table {self.name!r} stores {info.dimension}-dimensional vectors, "
-                f"but embedding_dimension={given} was given"
-            )
-            raise InvalidInputError(msg)
         with self._lock:
+            if info.dimension is not None:
+                if self.dimension is not None and self.dimension != info.dimension:
+                    msg = (
+                        f"table {self.name!r} stores {info.dimension}-dimensional vectors, "
+                        f"but embedding_dimension={self.dimension} was given"
+                    )
+                    raise ValueError(msg)
+                self.dimension = info.dimension
+            if self.strategy_given is None and info.legacy_metric is not None:
+                # A langchain-community table records its metric in a column comment.
+                self.strategy_given = info.legacy_metric
             self.info = info
 
     def _adopt_metadata_indexes(self, info: TableInfo) -> None:
@@ -164,7 +150,7 @@ class TableState:
         info = yield from self.op_info()
         if info is None:
             msg = f"table {self.name!r} does not exist yet: add documents or call create_table()"
-            raise InvalidInputError(msg)
+            raise ValueError(msg)
         present = self.metadata_indexes.get(idx.path)
         if present is not None:
             if metadata_index.same_kind(present, idx):
@@ -173,7 +159,7 @@ class TableState:
                 f"metadata key {idx.key!r} is already indexed as {present.type}, not {idx.type}; "
                 "drop that index first to change its type"
             )
-            raise InvalidInputError(msg)
+            raise ValueError(msg)
         steps = [(sql, [params]) for sql, params in metadata_index.add_index_ddl(self.name, idx)]
         try:
             for step in steps:  # DDL commits by itself: one statement per request
@@ -183,7 +169,7 @@ class TableState:
             self.info = None
             yield from self.op_info()
             if idx.path not in self.metadata_indexes:
-                raise InvalidInputError(metadata_index.refusal(idx, exc)) from exc
+                raise ValueError(metadata_index.refusal(idx, exc)) from exc
             return False
         self.metadata_indexes = {**self.metadata_indexes, idx.path: idx}
         return True
@@ -210,7 +196,7 @@ class TableState:
                     f"embedding dimension mismatch: table {self.name!r} stores "
                     f"{info.dimension}-dimensional vectors, got {dimension}"
                 )
-                raise InvalidInputError(msg)
+                raise ValueError(msg)
             yield from self.op_ensure_metadata_indexes()
             return info
         tiflash = yield from self.op_has_tiflash()
@@ -219,7 +205,7 @@ class TableState:
             want_index = tiflash and self.strategy.indexable
         elif want_index and not self.strategy.indexable:
             msg = f"no vector index exists for {self.strategy.value!r} distance"
-            raise InvalidInputError(msg)
+            raise ValueError(msg)
         ddl = create_table_sql(self.name, dimension, self.strategy, with_index=bool(want_index))
         try:
             yield from write(sa.text(ddl))
