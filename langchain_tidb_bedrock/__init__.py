@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from langchain_tidb_bedrock.aws_config import aws_is_configured
+    from langchain_tidb_bedrock.caches.exact import TiDBCache
+    from langchain_tidb_bedrock.caches.semantic import TiDBSemanticCache
     from langchain_tidb_bedrock.chains.prompts import (
         CONDENSE_QUESTION_PROMPT,
         RAG_PROMPT,
@@ -40,6 +42,9 @@ if TYPE_CHECKING:
         TiFlashUnavailableError,
         WriteError,
     )
+    from langchain_tidb_bedrock.indexing.record_manager import TiDBRecordManager
+    from langchain_tidb_bedrock.storage.byte_store import TiDBByteStore
+    from langchain_tidb_bedrock.storage.doc_store import TiDBDocStore
     from langchain_tidb_bedrock.vectorstores.base import TiDBVectorStore
     from langchain_tidb_bedrock.vectorstores.indexes import ExplainResult
     from langchain_tidb_bedrock.vectorstores.schema import DistanceStrategy
@@ -76,6 +81,11 @@ _EXPORTS: dict[str, str] = {
     "DistanceStrategy": "vectorstores.schema",
     "TiDBTranslator": "vectorstores.translator",
     "aws_is_configured": "aws_config",
+    "TiDBCache": "caches.exact",
+    "TiDBSemanticCache": "caches.semantic",
+    "TiDBRecordManager": "indexing.record_manager",
+    "TiDBByteStore": "storage.byte_store",
+    "TiDBDocStore": "storage.doc_store",
 }
 
 
@@ -119,7 +129,12 @@ __all__ = [
     "IngestSummary",
     "InvalidInputError",
     "TiDBBedrockError",
+    "TiDBByteStore",
+    "TiDBCache",
+    "TiDBDocStore",
     "TiDBEngine",
+    "TiDBRecordManager",
+    "TiDBSemanticCache",
     "TiDBTranslator",
     "TiDBVectorStore",
     "TiFlashUnavailableError",

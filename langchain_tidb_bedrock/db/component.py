@@ -1,0 +1,181 @@
+"""``TiDBComponent``: how a component finds its :class:`TiDBEngine`, and who closes it.
+
+A component takes ``engine=`` (shared; never closed by the component) or ``connection_string=``
+(sugar for a private engine the component owns and closes); with neither, the engine comes
+from the ``TIDB_*`` environment (:meth:`TiDBEngine.from_env`). Every operation then runs
+through that engine, so the one connection policy (pools, TLS, retries) applies everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+from typing_extensions import Self
+
+from langchain_tidb_bedrock.db.engine import TiDBEngine
+from langchain_tidb_bedrock.db.runner import Op
+from langchain_tidb_bedrock.errors import ConnectionConfigError, InvalidInputError
+
+if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
+
+__all__ = ["TiDBComponent", "db_error_code", "encode_keys", "in_list", "is_missing_table"]
+
+T = TypeVar("T")
+
+
+def db_error_code(exc: BaseException) -> int | None:
+    """The server's error number behind a driver error (e.g. 1146 for a missing table)."""
+    orig = getattr(exc, "orig", None)
+    args = getattr(orig, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+_aiomysql_checked = False
+
+
+def _aiomysql_binds_bytes() -> None:
+    """Make aiomysql bind ``bytes`` parameters again under PyMySQL >= 1.2.
+
+    aiomysql 0.3 escapes bytes with PyMySQL's ``escape_bytes_prefixed``, which PyMySQL 1.2
+    replaced by a placeholder string ("DO NOT IMPORT THIS!!!"): every bytes parameter then fails
+    with "'str' object is not callable". Bind them as PyMySQL 1.2 itself does (``X'...'``).
+    """
+    global _aiomysql_checked  # noqa: PLW0603 - a once-per-process check
+    if _aiomysql_checked:
+        return
+    import aiomysql.connection
+    from pymysql.converters import escape_bytes
+
+    if not callable(getattr(aiomysql.connection, "escape_bytes_prefixed", None)):
+        aiomysql.connection.escape_bytes_prefixed = escape_bytes
+    _aiomysql_checked = True
+
+
+def is_missing_table(exc: BaseException) -> bool:
+    """Whether ``exc`` is TiDB's "table doesn't exist" (1146)."""
+    return isinstance(exc, sa.exc.DBAPIError) and db_error_code(exc) == 1146
+
+
+def encode_keys(keys: object, *, what: str, max_bytes: int, call: str) -> list[bytes]:
+    """Check a list of string keys and encode them as UTF-8 (how they are stored and compared).
+
+    Raises:
+        InvalidInputError: ``keys`` is one string or not a sequence, or a key is not a string,
+            not encodable or longer than ``max_bytes``; the message names its position.
+    """
+    if isinstance(keys, (str, bytes)) or not hasattr(keys, "__iter__"):
+        msg = f"{call} takes a list of {what}s, got {type(keys).__name__}"
+        raise InvalidInputError(msg)
+    out: list[bytes] = []
+    for position, key in enumerate(keys):
+        out.append(encode_key(key, what=what, max_bytes=max_bytes, position=position))
+    return out
+
+
+def encode_key(key: object, *, what: str, max_bytes: int, position: int | None = None) -> bytes:
+    """One key as UTF-8, checked like :func:`encode_keys`."""
+    where = "" if position is None else f" at position {position}"
+    if not isinstance(key, str):
+        msg = f"the {what}{where} is a {type(key).__name__}, not a string"
+        raise InvalidInputError(msg)
+    try:
+        raw = key.encode()
+    except UnicodeEncodeError:
+        msg = f"the {what}{where} is not valid Unicode (a lone surrogate)"
+        raise InvalidInputError(msg) from None
+    if len(raw) > max_bytes:
+        msg = f"the {what}{where} is {len(raw):,} bytes in UTF-8; at most {max_bytes:,} fit"
+        raise InvalidInputError(msg)
+    return raw
+
+
+def in_list(name: str, values: list[Any], params: dict[str, Any]) -> str:
+    """``%(name0)s, %(name1)s, ...`` for an IN list, binding each value into ``params``."""
+    marks = []
+    for i, value in enumerate(values):
+        params[f"{name}{i}"] = value
+        marks.append(f"%({name}{i})s")
+    return ", ".join(marks)
+
+
+class TiDBComponent:
+    """Base class: resolves the engine once, runs operations on it, closes it when owned."""
+
+    def __init__(
+        self,
+        *,
+        engine: TiDBEngine | sa.Engine | None = None,
+        connection_string: str | URL | None = None,
+        tls: bool | None = None,
+        ca_path: str | None = None,
+        engine_args: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Pick the engine; no connection is made here.
+
+        Args:
+            engine: a shared :class:`TiDBEngine` (or a SQLAlchemy engine, used as given).
+            connection_string: a TiDB URL for a private engine this component closes.
+            tls: force TLS on or off for a private engine (default: on for remote hosts).
+            ca_path: CA bundle for a private engine's TLS.
+            engine_args: extra ``create_engine`` arguments for a private engine.
+        """
+        options = {"tls": tls, "ca_path": ca_path, "engine_args": engine_args}
+        if isinstance(engine, TiDBEngine):
+            given = {"connection_string": connection_string, **options}
+            clash = [name for name, value in given.items() if value is not None]
+            if clash:
+                msg = (
+                    f"{', '.join(clash)} cannot be combined with a TiDBEngine: the engine "
+                    "holds the connection settings"
+                )
+                raise ConnectionConfigError(msg)
+            self._tidb, self._owns_engine = engine, False
+        elif engine is not None or connection_string is not None:
+            if engine is not None and not isinstance(engine, sa.Engine):
+                msg = f"engine must be a TiDBEngine or a SQLAlchemy Engine, got {type(engine)}"
+                raise ConnectionConfigError(msg)
+            self._tidb = TiDBEngine(
+                connection_string, engine=engine, tls=tls, ca_path=ca_path, engine_args=engine_args
+            )
+            self._owns_engine = True
+        else:
+            self._tidb = TiDBEngine.from_env(tls=tls, ca_path=ca_path, engine_args=engine_args)
+            self._owns_engine = True
+
+    @property
+    def tidb_engine(self) -> TiDBEngine:
+        """The :class:`TiDBEngine` this component runs on (share it with other components)."""
+        return self._tidb
+
+    def _run(self, op: Op[T], embeddings: Embeddings | None = None) -> T:
+        return self._tidb.run(op, embeddings)
+
+    async def _arun(self, op: Op[T], embeddings: Embeddings | None = None) -> T:
+        _aiomysql_binds_bytes()
+        return await self._tidb.arun(op, embeddings)
+
+    def close(self) -> None:
+        """Release pooled connections, unless the engine is shared (its owner closes it)."""
+        if self._owns_engine:
+            self._tidb.close()
+
+    async def aclose(self) -> None:
+        """Release this loop's async connections, then the sync ones (unless shared)."""
+        if self._owns_engine:
+            await self._tidb.aclose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
