@@ -5,8 +5,9 @@ retriever. Moving it to TiDB means constructing ``TiDBVectorStore`` and keeping 
 Re-ingestion goes through LangChain's ``index()`` with a record manager, so unchanged documents
 are skipped (no embedding calls), edited ones replaced and their old versions deleted.
 
-``InMemoryRecordManager`` forgets between processes, so the demo starts from an empty table; in
-production use a persistent record manager (e.g. ``SQLRecordManager`` on the same TiDB).
+The records live in TiDB too (``TiDBRecordManager``, on the store's engine), so another process
+or a later run skips what is already indexed. (langchain-classic's ``SQLRecordManager`` refuses
+MySQL/TiDB.) To print the same lines on every run, this demo first empties both tables.
 
     python examples/existing_app.py
 """
@@ -14,13 +15,14 @@ production use a persistent record manager (e.g. ``SQLRecordManager`` on the sam
 from __future__ import annotations
 
 from langchain_core.documents import Document
-from langchain_core.indexing import InMemoryRecordManager, index
+from langchain_core.indexing import index
 from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnablePassthrough
 
+from langchain_tidb_bedrock import TiDBRecordManager
 from langchain_tidb_bedrock.cli.services import open_runtime
 
 TABLE = "tidb_bedrock_existing_app"
@@ -67,9 +69,13 @@ def build_app_chain(retriever: BaseRetriever, llm: BaseChatModel) -> Runnable[st
 
 def main() -> None:
     with open_runtime(table=TABLE) as (store, llm, embeddings):
-        store.clear()  # see the module docstring: the in-memory record manager starts empty
-        record_manager = InMemoryRecordManager(namespace=f"tidb/{TABLE}")
+        record_manager = TiDBRecordManager(
+            f"tidb/{TABLE}", engine=store.tidb_engine, table_name=f"{TABLE}_records"
+        )
         record_manager.create_schema()
+        # A fresh start for the demo (see the module docstring); a real app keeps both.
+        store.clear()
+        record_manager.delete_keys(record_manager.list_keys())
 
         def reindex(edition: int) -> None:
             before = embeddings.usage["requests"]

@@ -13,7 +13,12 @@ import pytest
 import sqlalchemy as sa
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-TABLES = ("tidb_bedrock_quickstart", "tidb_bedrock_lcel", "tidb_bedrock_existing_app")
+TABLES = (
+    "tidb_bedrock_quickstart",
+    "tidb_bedrock_lcel",
+    "tidb_bedrock_existing_app",
+    "tidb_bedrock_existing_app_records",
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +86,7 @@ def test_lcel_composition(example_env: dict[str, str]) -> None:
     assert "TiFlash stores columns for analytics. [1]" in streamed
 
 
-def test_existing_app(example_env: dict[str, str]) -> None:
+def test_existing_app(example_env: dict[str, str], tidb_engine: sa.Engine) -> None:
     out = _run("existing_app.py", example_env).stdout
     lines = [line for line in out.splitlines() if line.startswith("edition")]
     assert lines[0].startswith("edition 1: added 4, updated 0, skipped 0, deleted 0 (4 embedding")
@@ -89,3 +94,7 @@ def test_existing_app(example_env: dict[str, str]) -> None:
     assert lines[2].startswith("edition 2: added 1, updated 0, skipped 3, deleted 1 (1 embedding")
     assert all(line.endswith("4 documents in tidb_bedrock_existing_app") for line in lines)
     assert "within 5 minutes, day and night. [1]" in out
+    # The records outlive the process: one per stored document, in TiDB.
+    with tidb_engine.connect() as conn:
+        records = conn.execute(sa.text("SELECT COUNT(*) FROM tidb_bedrock_existing_app_records"))
+        assert records.scalar_one() == 4
