@@ -115,11 +115,15 @@ def format_sources(docs: Sequence[Document]) -> list[str]:
         docs: The documents that were in the prompt.
 
     Returns:
-        Lines such as ``[1] docs/tidb.md (chunk 0)``; documents without a source show their id.
+        Lines such as ``[1] docs/tidb.md (chunk 0)``; documents without a source show their id,
+        and a reranked document its score: ``[1] docs/tidb.md (chunk 0) relevance 0.82``.
     """
     lines = []
     for n, doc in enumerate(docs, start=1):
         origin = _origin(doc, " (chunk {})") or (f"id {doc.id}" if doc.id else "(unknown source)")
+        score = doc.metadata.get("relevance_score")
+        if isinstance(score, (int, float)) and not isinstance(score, bool):
+            origin += f" relevance {score:.2f}"
         lines.append(f"[{n}] {origin}")
     return lines
 

@@ -1,8 +1,9 @@
 """A retrieval-augmented generation chain over a TiDB vector store (or any retriever).
 
 ``create_rag_chain`` returns one LCEL runnable: optional question rewriting (when there is chat
-history), retrieval, then a grounded, citing answer. Retrieval settings can be overridden per
-call through ``config["configurable"]`` without rebuilding the chain.
+history), retrieval, an optional rerank (fetch more, rerank, keep ``k``), then a grounded,
+citing answer. Retrieval and rerank settings can be overridden per call through
+``config["configurable"]`` without rebuilding the chain.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import BasePromptTemplate
 from langchain_core.retrievers import BaseRetriever
@@ -32,7 +34,14 @@ from langchain_tidb_bedrock.chains.prompts import (
     to_messages,
 )
 
-__all__ = ["OUTPUT_KEYS", "SEARCH_OVERRIDES", "configure_retriever", "create_rag_chain"]
+__all__ = [
+    "DEFAULT_RERANK_FETCH_K",
+    "OUTPUT_KEYS",
+    "RERANK_OVERRIDES",
+    "SEARCH_OVERRIDES",
+    "configure_retriever",
+    "create_rag_chain",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +51,14 @@ OUTPUT_KEYS = ("question", "standalone_question", "context", "answer")
 SEARCH_OVERRIDES = ("k", "filter", "fetch_k", "lambda_mult", "score_threshold")
 """``configurable`` keys that override the retriever's ``search_kwargs`` for one call (together
 with ``search_type`` and a ``search_kwargs`` dict)."""
+
+RERANK_OVERRIDES = ("rerank", "rerank_fetch_k")
+"""``configurable`` keys of the rerank stage: ``rerank`` (False or None skips it for the call,
+True uses the chain's reranker, a model id string uses that Bedrock rerank model) and
+``rerank_fetch_k`` (documents fetched for the reranker to choose ``k`` from)."""
+
+DEFAULT_RERANK_FETCH_K = 20
+"""Documents fetched per question for the reranker when ``rerank_fetch_k`` is not given."""
 
 
 def _to_retriever(
@@ -155,6 +172,77 @@ def _answer_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
     return {"context": format_docs(inputs["context"]), "question": inputs["standalone_question"]}
 
 
+class _Rerank:
+    """The rerank stage: which compressor a call uses, how many to fetch, how many to keep."""
+
+    def __init__(self, reranker: BaseDocumentCompressor | str | None, fetch_k: int, k: int) -> None:
+        if fetch_k < 1:
+            msg = f"rerank_fetch_k must be at least 1, got {fetch_k}"
+            raise ValueError(msg)
+        self.default: BaseDocumentCompressor | None = (
+            self._by_id(reranker) if isinstance(reranker, str) else reranker
+        )
+        if self.default is not None and not isinstance(self.default, BaseDocumentCompressor):
+            msg = f"rerank must be a model id or a BaseDocumentCompressor, got {type(reranker)}"
+            raise TypeError(msg)
+        self.fetch_k, self.k = fetch_k, k
+        self._by_model: dict[str, BaseDocumentCompressor] = {}
+
+    def _by_id(self, model_id: str) -> BaseDocumentCompressor:
+        from langchain_tidb_bedrock.document_compressors.rerank import BedrockReranker
+
+        base = getattr(self, "default", None)
+        if isinstance(base, BedrockReranker):  # same client settings, another model
+            settings = base.model_dump(exclude={"client", "runtime_client"}, by_alias=False)
+            return BedrockReranker(**{**settings, "model_id": model_id})
+        return BedrockReranker(model_id=model_id)
+
+    def active(self, config: RunnableConfig | None) -> BaseDocumentCompressor | None:
+        """The compressor this call uses (None: no rerank)."""
+        choice = ((config or {}).get("configurable") or {}).get("rerank", True)
+        if choice is None or choice is False:
+            return None
+        if choice is True:
+            return self.default
+        if not isinstance(choice, str) or not choice.strip():
+            msg = f"configurable 'rerank' must be a bool, None or a model id, got {choice!r}"
+            raise ValueError(msg)
+        if choice not in self._by_model:
+            self._by_model[choice] = self._by_id(choice)
+        return self._by_model[choice]
+
+    def keep(self, retriever: BaseRetriever, config: RunnableConfig | None) -> int:
+        """The ``k`` of this call: what the answer gets after the rerank."""
+        active = configure_retriever(retriever, config)
+        if isinstance(active, VectorStoreRetriever):
+            return int(active.search_kwargs.get("k", self.k))
+        conf = (config or {}).get("configurable") or {}
+        return int(conf.get("k") or self.k)
+
+    def fetch_config(self, config: RunnableConfig, keep: int) -> RunnableConfig:
+        """``config`` with ``k`` raised to the number of documents fetched for the reranker."""
+        conf = dict(config.get("configurable") or {})
+        fetch = conf.get("rerank_fetch_k")
+        fetch = self.fetch_k if fetch is None else fetch
+        if isinstance(fetch, bool) or not isinstance(fetch, int) or fetch < 1:
+            msg = f"configurable 'rerank_fetch_k' must be a positive integer, got {fetch!r}"
+            raise ValueError(msg)
+        fetch = max(fetch, keep)
+        conf["k"] = fetch
+        # MMR picks k out of fetch_k: it must fetch at least as many (dropped for other types).
+        conf["fetch_k"] = max(int(conf.get("fetch_k") or 0), fetch)
+        return {**config, "configurable": conf}
+
+
+def _rerank_args(reranker: BaseDocumentCompressor, keep: int) -> tuple[dict[str, Any], int | None]:
+    # A BedrockReranker asks the service for exactly `keep` results; others are cut after.
+    from langchain_tidb_bedrock.document_compressors.rerank import BedrockReranker
+
+    if isinstance(reranker, BedrockReranker):
+        return {"top_n": keep}, None
+    return {}, keep
+
+
 def create_rag_chain(
     retriever_or_store: VectorStore | BaseRetriever,
     llm: Runnable[Any, Any] | None = None,
@@ -164,6 +252,8 @@ def create_rag_chain(
     search_type: str = "similarity",
     search_kwargs: Mapping[str, Any] | None = None,
     condense_prompt: BasePromptTemplate | None = None,
+    rerank: BaseDocumentCompressor | str | None = None,
+    rerank_fetch_k: int = DEFAULT_RERANK_FETCH_K,
 ) -> Runnable[Any, dict[str, Any]]:
     """Build a grounded question-answering chain with citations.
 
@@ -179,6 +269,12 @@ def create_rag_chain(
     ``config={"configurable": {"k": 2, "filter": {...}, "search_type": "mmr"}}``
     (also ``fetch_k``, ``lambda_mult``, ``score_threshold``, ``search_kwargs``).
 
+    Rerank: with ``rerank``, each question fetches ``rerank_fetch_k`` documents (at least ``k``),
+    the reranker scores them against the (standalone) question in one request, and the ``k``
+    best go to the answer, each with ``metadata["relevance_score"]``. Per call:
+    ``{"configurable": {"rerank": False}}`` skips it, ``{"rerank": "cohere.rerank-v3-5:0"}``
+    uses another Bedrock rerank model, ``{"rerank_fetch_k": 50}`` fetches more.
+
     Args:
         retriever_or_store: A vector store (its retriever is built from ``k``, ``search_type``
             and ``search_kwargs``) or any retriever, used as given.
@@ -190,15 +286,24 @@ def create_rag_chain(
         search_kwargs: More retriever search arguments, e.g. ``{"filter": {...}}``.
         condense_prompt: Rewriting prompt with ``chat_history`` and ``question`` variables
             (default :data:`~langchain_tidb_bedrock.chains.prompts.CONDENSE_QUESTION_PROMPT`).
+        rerank: A document compressor that ranks documents (e.g.
+            :class:`~langchain_tidb_bedrock.document_compressors.BedrockReranker`), or a
+            Bedrock rerank model id (``amazon.rerank-v1:0``, ``cohere.rerank-v3-5:0``) for a
+            ``BedrockReranker`` with the default AWS settings; None: no rerank.
+        rerank_fetch_k: Documents fetched per question for the reranker (default 20).
 
     Returns:
         The runnable (``invoke``, ``batch``, ``stream`` and their async twins).
 
     Raises:
-        TypeError: ``retriever_or_store`` is neither a vector store nor a retriever.
-        BedrockConfigError: No ``llm`` was given and AWS is not configured.
+        TypeError: ``retriever_or_store`` is neither a vector store nor a retriever, or
+            ``rerank`` is neither a model id nor a document compressor.
+        ValueError: ``rerank_fetch_k`` is below 1.
+        BedrockConfigError: No ``llm`` was given (or ``rerank`` is a model id) and AWS is not
+            configured.
     """
     retriever = _to_retriever(retriever_or_store, k, search_type, search_kwargs)
+    reranking = _Rerank(rerank, rerank_fetch_k, k)
     if llm is None:
         from langchain_tidb_bedrock.chat_models.llama import create_llama3_chat
 
@@ -232,21 +337,53 @@ def create_rag_chain(
             question = _standalone(rewritten, question)
         return {**inputs, "standalone_question": question}
 
+    def _search_config(config: RunnableConfig) -> RunnableConfig:
+        # With a reranker, fetch more than k: the rerank step keeps k of them.
+        if reranking.active(config) is None:
+            return config
+        return reranking.fetch_config(config, reranking.keep(retriever, config))
+
     def retrieve(inputs: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        docs = configure_retriever(retriever, config).invoke(inputs["standalone_question"], config)
+        active = configure_retriever(retriever, _search_config(config))
+        docs = active.invoke(inputs["standalone_question"], config)
         return {**inputs, "context": docs}
 
     async def aretrieve(inputs: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        active = configure_retriever(retriever, config)
+        active = configure_retriever(retriever, _search_config(config))
         docs = await active.ainvoke(inputs["standalone_question"], config)
         return {**inputs, "context": docs}
 
-    # The first three steps each emit one value, so a stream starts with one chunk holding the
+    def rerank_docs(inputs: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        reranker = reranking.active(config)
+        if reranker is None or not inputs["context"]:
+            return inputs
+        kwargs, cut = _rerank_args(reranker, reranking.keep(retriever, config))
+        docs: list[Document] = list(
+            reranker.compress_documents(
+                inputs["context"], inputs["standalone_question"], config.get("callbacks"), **kwargs
+            )
+        )
+        return {**inputs, "context": docs[:cut]}
+
+    async def arerank_docs(inputs: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        reranker = reranking.active(config)
+        if reranker is None or not inputs["context"]:
+            return inputs
+        kwargs, cut = _rerank_args(reranker, reranking.keep(retriever, config))
+        docs: list[Document] = list(
+            await reranker.acompress_documents(
+                inputs["context"], inputs["standalone_question"], config.get("callbacks"), **kwargs
+            )
+        )
+        return {**inputs, "context": docs[:cut]}
+
+    # The first four steps each emit one value, so a stream starts with one chunk holding the
     # question and the context; RunnablePassthrough.assign then streams the answer's pieces.
     chain = (
         RunnableLambda(_read_input, afunc=_aread_input).with_config(run_name="read_input")
         | RunnableLambda(condense, afunc=acondense).with_config(run_name="condense_question")
         | RunnableLambda(retrieve, afunc=aretrieve).with_config(run_name="retrieve")
+        | RunnableLambda(rerank_docs, afunc=arerank_docs).with_config(run_name="rerank")
         | RunnablePassthrough.assign(answer=answer_chain)
         | RunnablePick(list(OUTPUT_KEYS))
     )
