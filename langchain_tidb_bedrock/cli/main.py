@@ -148,6 +148,26 @@ def _json_filter(text: str) -> dict[str, Any]:
     return parsed
 
 
+def _rerank_model(text: str) -> str:
+    from langchain_tidb_bedrock.document_compressors._requests import parse_model
+
+    try:
+        parse_model(text, "us-east-1")  # the form only: the region is known later
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip()
+
+
+def _add_rerank(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--rerank",
+        type=_rerank_model,
+        metavar="MODEL_ID",
+        help="rerank the passages with this Bedrock rerank model (cohere.rerank-v3-5:0, or "
+        "amazon.rerank-v1:0 outside us-east-1): fetch 20, keep the --k best",
+    )
+
+
 def _common_options() -> _Parser:
     # SUPPRESS lets the options go before or after the subcommand without one default
     # overwriting the other.
@@ -231,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         command = sub.add_parser(name, parents=[common], help=text)
         if name == "ask":
             command.add_argument("question", type=_text, metavar="QUESTION")
+        _add_rerank(command)
         command.add_argument(
             "--filter",
             type=_json_filter,
@@ -254,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="a stored source, a folder of them, or a path as typed (repeatable)",
     )
-    sub.add_parser("demo", parents=[common], help="store five facts and ask 'What is TiDB?'")
+    demo = sub.add_parser("demo", parents=[common], help="store five facts and ask 'What is TiDB?'")
+    _add_rerank(demo)
     return parser
 
 
@@ -333,6 +355,25 @@ def _search_config(
     if parts:
         configurable["filter"] = parts[0] if len(parts) == 1 else {"$and": parts}
     return {"configurable": configurable}
+
+
+@contextlib.contextmanager
+def _reranker(args: argparse.Namespace, runtime: Any) -> Iterator[Any]:
+    """``--rerank``: a BedrockReranker on the runtime's Bedrock endpoint and region, else None."""
+    model_id = _option(args, "rerank")
+    if not model_id:
+        yield None
+        return
+    from langchain_tidb_bedrock.document_compressors.rerank import BedrockReranker
+
+    embeddings = runtime.embeddings
+    reranker = BedrockReranker(
+        model_id=model_id, region_name=embeddings.region_name, endpoint_url=embeddings.endpoint_url
+    )
+    try:
+        yield reranker
+    finally:
+        reranker.close()
 
 
 def _stream_answer(
@@ -423,11 +464,12 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _ask_loop(args: argparse.Namespace, questions: Iterator[str] | None) -> int:
-    with _open(args, DEFAULT_TABLE) as runtime:
+    with _open(args, DEFAULT_TABLE) as runtime, contextlib.ExitStack() as stack:
         config = _search_config(args, runtime.store, 4)
         if config is None:
             return 1
-        chain = create_rag_chain(runtime.store, runtime.llm)
+        reranker = stack.enter_context(_reranker(args, runtime))
+        chain = create_rag_chain(runtime.store, runtime.llm, rerank=reranker)
         if questions is None:
             _, context = _stream_answer(chain, args.question, config)
             _print_sources(context)
@@ -507,7 +549,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         )
         for n, fact in enumerate(DEMO_FACTS)
     ]
-    with _open(args, DEMO_TABLE) as runtime:
+    with _open(args, DEMO_TABLE) as runtime, contextlib.ExitStack() as stack:
         added, present = add_new_documents(runtime.store, docs)
         print(
             f"Stored {len(docs)} facts in table {runtime.store.table_name} "
@@ -515,13 +557,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         )
         print(f"\nQuestion: {DEMO_QUESTION}")
 
+        reranker = stack.enter_context(_reranker(args, runtime))
+        how = "vector search" + (f", reranked by {args.rerank}" if reranker else "")
+
         def show_retrieved(context: list[Document]) -> None:
-            print(f"Retrieved {len(context)} passages (vector search):")
+            print(f"Retrieved {len(context)} passages ({how}):")
             for n, doc in enumerate(context, start=1):
                 print(f"  [{n}] {doc.page_content}")
             print("\nAnswer:")
 
-        chain = create_rag_chain(runtime.store, runtime.llm)
+        chain = create_rag_chain(runtime.store, runtime.llm, rerank=reranker)
         _, context = _stream_answer(chain, DEMO_QUESTION, config, on_context=show_retrieved)
         _print_sources(context)
     return 0

@@ -374,3 +374,15 @@ def test_resolve_model_knows_rerank_ids_and_application_profiles() -> None:
     assert resolve_model(arn, {"p1": AMAZON}) == Model("rerank", AMAZON)
     with pytest.raises(BedrockError, match="model identifier is invalid"):
         resolve_model(arn)
+
+
+def test_format_sources_shows_the_rerank_score() -> None:
+    from langchain_core.documents import Document
+
+    from langchain_tidb_bedrock.chains.prompts import format_sources
+
+    docs = [
+        Document(page_content="a", metadata={"source": "a.md", "chunk": 0, "relevance_score": 0.8}),
+        Document(page_content="b", metadata={"source": "b.md", "relevance_score": True}),
+    ]
+    assert format_sources(docs) == ["[1] a.md (chunk 0) relevance 0.80", "[2] b.md"]
