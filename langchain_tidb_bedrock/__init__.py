@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         WriteError,
     )
     from langchain_tidb_bedrock.indexing.record_manager import TiDBRecordManager
+    from langchain_tidb_bedrock.langgraph.checkpoint import TiDBSaver
     from langchain_tidb_bedrock.storage.byte_store import TiDBByteStore
     from langchain_tidb_bedrock.storage.doc_store import TiDBDocStore
     from langchain_tidb_bedrock.vectorstores.base import TiDBVectorStore
@@ -86,6 +87,7 @@ _EXPORTS: dict[str, str] = {
     "TiDBRecordManager": "indexing.record_manager",
     "TiDBByteStore": "storage.byte_store",
     "TiDBDocStore": "storage.doc_store",
+    "TiDBSaver": "langgraph.checkpoint",
 }
 
 
@@ -134,6 +136,7 @@ __all__ = [
     "TiDBDocStore",
     "TiDBEngine",
     "TiDBRecordManager",
+    "TiDBSaver",
     "TiDBSemanticCache",
     "TiDBTranslator",
     "TiDBVectorStore",

@@ -31,6 +31,7 @@ EXPECTED_ALL = {
     "TiDBCache",
     "TiDBDocStore",
     "TiDBRecordManager",
+    "TiDBSaver",
     "TiDBSemanticCache",
     "RAG_PROMPT",
     "TiDBBedrockError",
@@ -62,7 +63,7 @@ def test_local_exports() -> None:
 
 
 # langsmith.run_trees is not listed: langchain-core's VectorStore base class imports it itself.
-_HEAVY = ("boto3", "botocore", "langchain_aws", "langchain_text_splitters")
+_HEAVY = ("boto3", "botocore", "langchain_aws", "langchain_text_splitters", "langgraph")
 
 
 def test_store_import_pulls_in_no_aws_or_splitters() -> None:

@@ -1,0 +1,8 @@
+"""LangGraph on TiDB (the ``[langgraph]`` extra): a checkpointer, a store, agent retrieval.
+
+Importing ``langchain_tidb_bedrock`` never imports this folder; its names resolve lazily.
+"""
+
+from langchain_tidb_bedrock.langgraph.checkpoint import TiDBSaver
+
+__all__ = ["TiDBSaver"]
