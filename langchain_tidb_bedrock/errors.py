@@ -18,6 +18,7 @@ __all__ = [
     "ConnectionConfigError",
     "FilterError",
     "InvalidEmbeddingError",
+    "KeywordIndexMissingError",
     "LoadDataWarningError",
     "PartialEmbeddingError",
     "InvalidInputError",
@@ -73,6 +74,17 @@ class TiFlashUnavailableError(TiDBBedrockError, RuntimeError):
             "indexes), and this server has no TiFlash store; a standalone tidb-server "
             "(LocalTiDB) has none. Search still works here, as exact kNN. Use TiDB Cloud "
             "Starter or a cluster with TiFlash for an HNSW index."
+        )
+
+
+class KeywordIndexMissingError(TiDBBedrockError, RuntimeError):
+    """Hybrid search needs a keyword index, and the table has none."""
+
+    def __init__(self, table: str) -> None:
+        super().__init__(
+            f"table {table!r} has no keyword index for hybrid search: create the store with "
+            "keyword_search=True (new tables), or call create_keyword_index() once to build it "
+            "for the rows already stored"
         )
 
 

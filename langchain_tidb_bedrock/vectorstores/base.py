@@ -20,7 +20,7 @@ from langchain_tidb_bedrock.db.connection import redact, tidb_url_from_env
 from langchain_tidb_bedrock.db.engine import NOT_CONFIGURED, TiDBEngine
 from langchain_tidb_bedrock.db.runner import Op
 from langchain_tidb_bedrock.errors import ConnectionConfigError
-from langchain_tidb_bedrock.vectorstores import documents
+from langchain_tidb_bedrock.vectorstores import documents, hybrid
 from langchain_tidb_bedrock.vectorstores.admin import TableAdmin
 from langchain_tidb_bedrock.vectorstores.schema import DistanceStrategy, validate_identifier
 from langchain_tidb_bedrock.vectorstores.search import Search
@@ -178,6 +178,7 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         bulk_load: bool = True,
         relevance_score_fn: Callable[[float], float] | None = None,
         indexed_metadata: Mapping[str, Any] | None = None,
+        keyword_search: bool = False,
     ) -> None:
         """Create the store; no database or embedding call happens here.
 
@@ -211,6 +212,11 @@ class TiDBVectorStore(TableAdmin, VectorStore):
                 (equality, ``$in``, ranges, ``$contains`` for lists) read the index instead of
                 every row's JSON, with unchanged results. Created with the table, or by
                 :meth:`create_table` on an existing one; indexes made earlier are recognised.
+            keyword_search: create a keyword (BM25) index with a new table, for
+                :meth:`hybrid_search`; it runs on every TiDB and changes in the same
+                transactions as the rows. An existing table gets it from
+                :meth:`create_keyword_index`; a table that has one is kept up to date by
+                every store, whatever this flag says.
         """
         self.table_name = validate_identifier(table_name)
         if filter_strategy not in ("auto", "pre", "post"):
@@ -263,6 +269,7 @@ class TiDBVectorStore(TableAdmin, VectorStore):
             vector_index=vector_index,
             host=self._url.host,
             indexed_metadata=indexed_metadata,
+            keyword_search=keyword_search,
         )
         self._writer = Writer(
             self._table,
@@ -600,6 +607,114 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         if strategy is DistanceStrategy.L2:
             return self._euclidean_relevance_score_fn
         return self._max_inner_product_relevance_score_fn
+
+    # ------------------------------------------------------------------ hybrid search
+
+    def hybrid_search_with_score(
+        self,
+        query: str,
+        k: int = 4,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        fetch_k: int = 20,
+        fusion: str | hybrid.Fusion = "rrf",
+        **kwargs: Any,
+    ) -> list[tuple[Document, float]]:
+        """Vector and keyword (BM25) search fused: the best k with their fused score.
+
+        Both legs fetch ``fetch_k`` candidates under the same ``filter``; ``fusion`` merges
+        them: "rrf" (reciprocal rank fusion, k=60), "weighted" (min-max normalised scores,
+        0.5 each), or a callable ``(vector_results, keyword_results, k) -> [(doc, score)]``
+        (see ``vectorstores.hybrid``). Scores are higher-is-better. The keyword leg is the
+        store's own index (:meth:`create_keyword_index`), or ``FTS_MATCH_WORD`` where the
+        server has it and the table a ``FULLTEXT`` index.
+
+        Raises:
+            KeywordIndexMissingError: the table has no keyword index.
+        """
+        op = hybrid.op_hybrid(
+            self._search, query, k, fetch_k, filter, fusion,
+            filter_strategy=kwargs.get("filter_strategy"),
+        )
+        return self._run(op)
+
+    async def ahybrid_search_with_score(
+        self,
+        query: str,
+        k: int = 4,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        fetch_k: int = 20,
+        fusion: str | hybrid.Fusion = "rrf",
+        **kwargs: Any,
+    ) -> list[tuple[Document, float]]:
+        """Async :meth:`hybrid_search_with_score`."""
+        op = hybrid.op_hybrid(
+            self._search, query, k, fetch_k, filter, fusion,
+            filter_strategy=kwargs.get("filter_strategy"),
+        )
+        return await self._arun(op)
+
+    def hybrid_search(
+        self,
+        query: str,
+        k: int = 4,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        fetch_k: int = 20,
+        fusion: str | hybrid.Fusion = "rrf",
+        **kwargs: Any,
+    ) -> list[Document]:
+        """The k best documents by vector and keyword search fused (see the ``_with_score``)."""
+        pairs = self.hybrid_search_with_score(
+            query, k, filter=filter, fetch_k=fetch_k, fusion=fusion, **kwargs
+        )
+        return [d for d, _ in pairs]
+
+    async def ahybrid_search(
+        self,
+        query: str,
+        k: int = 4,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        fetch_k: int = 20,
+        fusion: str | hybrid.Fusion = "rrf",
+        **kwargs: Any,
+    ) -> list[Document]:
+        """Async :meth:`hybrid_search`."""
+        pairs = await self.ahybrid_search_with_score(
+            query, k, filter=filter, fetch_k=fetch_k, fusion=fusion, **kwargs
+        )
+        return [d for d, _ in pairs]
+
+    def create_keyword_index(self, *, batch_size: int = 500) -> int:
+        """Build the keyword index of an existing table (backfill); returns rows indexed.
+
+        Creates the side tables if missing, then indexes the stored rows ``batch_size`` per
+        transaction; from then on every write and delete keeps it current. Safe to re-run.
+        """
+        return self._run(hybrid.op_create_keyword_index(self._table, batch_size))
+
+    async def acreate_keyword_index(self, *, batch_size: int = 500) -> int:
+        """Async :meth:`create_keyword_index`."""
+        return await self._arun(hybrid.op_create_keyword_index(self._table, batch_size))
+
+    def search(self, query: str, search_type: str, **kwargs: Any) -> list[Document]:
+        """:meth:`VectorStore.search`, plus ``search_type="hybrid"``."""
+        if search_type == "hybrid":
+            return self.hybrid_search(query, **kwargs)
+        return super().search(query, search_type, **kwargs)
+
+    async def asearch(self, query: str, search_type: str, **kwargs: Any) -> list[Document]:
+        """Async :meth:`search`."""
+        if search_type == "hybrid":
+            return await self.ahybrid_search(query, **kwargs)
+        return await super().asearch(query, search_type, **kwargs)
+
+    def as_retriever(self, **kwargs: Any) -> hybrid.TiDBVectorStoreRetriever:
+        """:meth:`VectorStore.as_retriever`, plus ``search_type="hybrid"``."""
+        tags = kwargs.pop("tags", None) or [*self._get_retriever_tags()]
+        return hybrid.TiDBVectorStoreRetriever(vectorstore=self, tags=tags, **kwargs)
 
     # ------------------------------------------------------------------ MMR
 

@@ -10,7 +10,7 @@ from langchain_core.documents import Document
 
 from langchain_tidb_bedrock.db.runner import Op, WriteStep, read, write
 from langchain_tidb_bedrock.vectorstores.encoding import decode_metadata
-from langchain_tidb_bedrock.vectorstores.filters import check_filter
+from langchain_tidb_bedrock.vectorstores.filters import check_filter, compile_filter
 from langchain_tidb_bedrock.vectorstores.table import TableState
 
 __all__ = ["op_clear", "op_count", "op_delete", "op_get", "op_get_by_ids"]
@@ -74,14 +74,17 @@ def op_delete(table: TableState, ids: Sequence[str] | None, filter: object) -> O
     if info is None:
         return True
     q = table.queries
+    kt = table.keyword  # the keyword index loses the same rows, in the same transaction
+    sql = compile_filter(condition, table.table.c.meta) if kt and condition else None
     steps: list[WriteStep] = []
     if ids is not None:
         id_list = list(ids)
-        steps += [
-            q.delete_ids(id_list[s : s + _ID_BATCH], condition)
-            for s in range(0, len(id_list), _ID_BATCH)
-        ]
+        for s in range(0, len(id_list), _ID_BATCH):
+            chunk = id_list[s : s + _ID_BATCH]
+            steps += kt.delete_ids_steps(chunk, sql) if kt else []
+            steps.append(q.delete_ids(chunk, condition))
     elif condition is not None:
+        steps += kt.delete_filter_steps(sql) if kt and sql is not None else []
         steps.append(q.delete_filter(condition))
     if steps:
         yield from write(*steps)
@@ -92,4 +95,5 @@ def op_clear(table: TableState) -> Op[None]:
     """Delete every row (the table and its index stay)."""
     info = yield from table.op_info()
     if info is not None:
-        yield from write(sa.delete(table.table))
+        kt = table.keyword
+        yield from write(*(kt.clear_steps() if kt else []), sa.delete(table.table))

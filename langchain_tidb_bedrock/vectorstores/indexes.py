@@ -169,6 +169,9 @@ def op_explain(
 
 
 def op_drop_table(table: TableState) -> Op[None]:
-    """``DROP TABLE IF EXISTS``, then forget what was known of it."""
+    """``DROP TABLE IF EXISTS`` (its keyword index first), then forget what was known of it."""
+    from langchain_tidb_bedrock.vectorstores.hybrid import op_drop_keyword_tables  # cycle
+
+    yield from op_drop_keyword_tables(table)
     yield from write(sa.text(f"DROP TABLE IF EXISTS {quote_identifier(table.name)}"))
     table.forget()

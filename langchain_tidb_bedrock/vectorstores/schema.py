@@ -119,16 +119,21 @@ class TableInfo:
     columns: frozenset[str]
     # (index name, comment) of indexes whose comment may describe an indexed metadata key.
     index_comments: tuple[tuple[str, str], ...] = ()
+    # The comment of the keyword index's postings table (``<table>_kw``), when it exists.
+    keyword_comment: str | None = None
 
 
-# Columns and commented secondary indexes in one read (the last column says which), so a
-# store learns its table, indexed metadata keys included, in one round trip.
+# Columns, commented secondary indexes and the keyword index's table in one read (the last
+# column says which), so a store learns its table, indexed metadata keys and keyword index
+# included, in one round trip.
 COLUMNS_QUERY = sa.text(
     "SELECT COLUMN_NAME, COLUMN_TYPE, COLUMN_COMMENT, 'column' FROM INFORMATION_SCHEMA.COLUMNS "
     "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table "
     "UNION ALL SELECT DISTINCT INDEX_NAME, '', INDEX_COMMENT, 'index' "
     "FROM INFORMATION_SCHEMA.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "
-    "AND TABLE_NAME = :table AND INDEX_COMMENT <> ''"
+    "AND TABLE_NAME = :table AND INDEX_COMMENT <> '' "
+    "UNION ALL SELECT TABLE_NAME, '', TABLE_COMMENT, 'keyword' FROM INFORMATION_SCHEMA.TABLES "
+    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = CONCAT(:table, '_kw')"
 )
 
 
@@ -141,6 +146,7 @@ def read_table_info(rows: list[Any], table: str) -> TableInfo | None:
     index_comments = tuple(
         sorted((str(r[0]), str(r[2] or "")) for r in rows if _kind(r) == "index")
     )
+    keyword = [str(r[2] or "") for r in rows if _kind(r) == "keyword"]
     rows = [r for r in rows if _kind(r) == "column"]
     if not rows:
         return None
@@ -164,4 +170,5 @@ def read_table_info(rows: list[Any], table: str) -> TableInfo | None:
         legacy_metric=DistanceStrategy(legacy.group(1).lower()) if legacy else None,
         columns=frozenset(cols),
         index_comments=index_comments,
+        keyword_comment=keyword[0] if keyword else None,
     )

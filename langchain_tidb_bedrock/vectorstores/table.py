@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from langchain_tidb_bedrock.db.runner import Op, read, write
 from langchain_tidb_bedrock.vectorstores import indexes, metadata_index
+from langchain_tidb_bedrock.vectorstores.hybrid import KeywordTables
 from langchain_tidb_bedrock.vectorstores.metadata_index import MetadataIndex
 from langchain_tidb_bedrock.vectorstores.queries import Queries
 from langchain_tidb_bedrock.vectorstores.schema import (
@@ -47,8 +48,13 @@ class TableState:
         vector_index: bool | None,
         host: str | None,
         indexed_metadata: Mapping[str, Any] | None = None,
+        keyword_search: bool = False,
     ) -> None:
-        """Record what the caller asked for; nothing is read until an operation needs it."""
+        """Record what the caller asked for; nothing is read until an operation needs it.
+
+        ``keyword_search``: create the keyword index (``hybrid.KeywordTables``) with the
+        table. An existing keyword index is found and kept up to date either way.
+        """
         # Declared keys are created with the table (or by create_table() on an existing one);
         # searches use the indexes the table has, declared here or not.
         self.declared = metadata_index.declare_all(indexed_metadata)
@@ -65,6 +71,9 @@ class TableState:
         self._host = host
         self._lock = threading.Lock()
         self._queries: Queries | None = None
+        self.keyword_wanted = keyword_search
+        self.keyword: KeywordTables | None = None  # the keyword index, once found or made
+        self.fulltext: bool | None = None  # FTS_MATCH_WORD usable here (probed once)
 
     @property
     def strategy(self) -> DistanceStrategy:
@@ -88,6 +97,8 @@ class TableState:
         self.info = None
         self.index_ready = False
         self.metadata_indexes = {}
+        self.keyword = None
+        self.fulltext = None
 
     # ------------------------------------------------------------------ operations
 
@@ -101,6 +112,7 @@ class TableState:
             return None
         self._adopt(info)
         self._adopt_metadata_indexes(info)
+        self._adopt_keyword(info)
         if (yield from self.op_has_tiflash()):
             # An index made earlier (by us or by hand) is what lets "auto" post-filter.
             ddl = yield from read(f"SHOW CREATE TABLE {quote_identifier(self.name)}")
@@ -123,6 +135,17 @@ class TableState:
                 # A langchain-community table records its metric in a column comment.
                 self.strategy_given = info.legacy_metric
             self.info = info
+
+    def _adopt_keyword(self, info: TableInfo) -> None:
+        buckets = KeywordTables.parse_comment(info.keyword_comment)
+        if buckets is not None:
+            self.keyword = KeywordTables(self.table, buckets)
+        elif self.keyword_wanted:
+            logger.warning(
+                "TiDB table %r has no keyword index: writes are not indexed for hybrid search "
+                "until create_keyword_index() builds it for the stored rows",
+                self.name,
+            )
 
     def _adopt_metadata_indexes(self, info: TableInfo) -> None:
         found: dict[tuple[str, ...], MetadataIndex] = {}
@@ -207,6 +230,10 @@ class TableState:
             msg = f"no vector index exists for {self.strategy.value!r} distance"
             raise ValueError(msg)
         ddl = create_table_sql(self.name, dimension, self.strategy, with_index=bool(want_index))
+        if self.keyword_wanted:
+            # Side tables first: a table that exists always has its keyword index complete.
+            for side in KeywordTables(self.table).create_ddl(None):
+                yield from write(sa.text(side))
         try:
             yield from write(sa.text(ddl))
             index_ready = bool(want_index)

@@ -260,11 +260,14 @@ class Writer:
 
     def _write_chunk(self, params: list[tuple[str, str, str, str]]) -> Op[None]:
         upsert = self.table.queries.upsert_sql
+        # The keyword index (hybrid search) changes in the same transaction as the rows.
+        kt = self.table.keyword
+        side = kt.write_steps([r[0] for r in params], [r[2] for r in params]) if kt else []
         if not self.bulk_load:
-            yield from write((upsert, params))
+            yield from write((upsert, params), *side)
             return
         try:
-            yield from write(LoadRows(self.table.name, params, upsert))
+            yield from write(LoadRows(self.table.name, params, upsert), *side)
         except (LoadDataWarningError, PermissionError):
             # Warnings mean TiDB would alter the data; a refused file request means the server
             # asked for a file it was not given. Neither is retried with INSERT.
@@ -274,7 +277,7 @@ class Writer:
                 self.bulk_load = False
                 logger.warning("TiDB refuses LOAD DATA LOCAL (%s): writing with INSERT", exc)
             # This batch goes through INSERT; a passing fault keeps the fast path for the next.
-            yield from write((upsert, params))
+            yield from write((upsert, params), *side)
 
     @staticmethod
     def _zip_stream(
