@@ -213,13 +213,16 @@ class _Rerank:
 
     def keep(self, retriever: BaseRetriever, config: RunnableConfig | None) -> int:
         """The ``k`` of this call: what the answer gets after the rerank."""
-        active = configure_retriever(retriever, config)
-        if isinstance(active, VectorStoreRetriever):
-            return int(active.search_kwargs.get("k", self.k))
+        if isinstance(retriever, VectorStoreRetriever):
+            active = configure_retriever(retriever, config)
+            if isinstance(active, VectorStoreRetriever):
+                return int(active.search_kwargs.get("k", self.k))
         conf = (config or {}).get("configurable") or {}
         return int(conf.get("k") or self.k)
 
-    def fetch_config(self, config: RunnableConfig, keep: int) -> RunnableConfig:
+    def fetch_config(
+        self, config: RunnableConfig, keep: int, retriever: VectorStoreRetriever
+    ) -> RunnableConfig:
         """``config`` with ``k`` raised to the number of documents fetched for the reranker."""
         conf = dict(config.get("configurable") or {})
         fetch = conf.get("rerank_fetch_k")
@@ -230,7 +233,8 @@ class _Rerank:
         fetch = max(fetch, keep)
         conf["k"] = fetch
         # MMR picks k out of fetch_k: it must fetch at least as many (dropped for other types).
-        conf["fetch_k"] = max(int(conf.get("fetch_k") or 0), fetch)
+        fetch_k = conf.get("fetch_k") or retriever.search_kwargs.get("fetch_k") or 0
+        conf["fetch_k"] = max(int(fetch_k), fetch)
         return {**config, "configurable": conf}
 
 
@@ -338,10 +342,11 @@ def create_rag_chain(
         return {**inputs, "standalone_question": question}
 
     def _search_config(config: RunnableConfig) -> RunnableConfig:
-        # With a reranker, fetch more than k: the rerank step keeps k of them.
-        if reranking.active(config) is None:
+        # With a reranker, fetch more than k: the rerank step keeps k of them. (Only a vector
+        # store's retriever can be asked for more; any other returns what it returns.)
+        if not isinstance(retriever, VectorStoreRetriever) or reranking.active(config) is None:
             return config
-        return reranking.fetch_config(config, reranking.keep(retriever, config))
+        return reranking.fetch_config(config, reranking.keep(retriever, config), retriever)
 
     def retrieve(inputs: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
         active = configure_retriever(retriever, _search_config(config))

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from langchain_core.callbacks import Callbacks
+from langchain_core.documents import BaseDocumentCompressor, Document
+from langchain_core.embeddings import DeterministicFakeEmbedding
+from langchain_core.vectorstores import InMemoryVectorStore
 from pydantic import SecretStr
 
+from langchain_tidb_bedrock.chains.rag import _Rerank, configure_retriever
 from langchain_tidb_bedrock.document_compressors import BedrockReranker
 from langchain_tidb_bedrock.document_compressors._requests import (
     foundation_model_arn,
@@ -377,8 +383,6 @@ def test_resolve_model_knows_rerank_ids_and_application_profiles() -> None:
 
 
 def test_format_sources_shows_the_rerank_score() -> None:
-    from langchain_core.documents import Document
-
     from langchain_tidb_bedrock.chains.prompts import format_sources
 
     docs = [
@@ -386,3 +390,62 @@ def test_format_sources_shows_the_rerank_score() -> None:
         Document(page_content="b", metadata={"source": "b.md", "relevance_score": True}),
     ]
     assert format_sources(docs) == ["[1] a.md (chunk 0) relevance 0.80", "[2] b.md"]
+
+
+# ---------------------------------------------------------------- the chain's rerank stage
+
+
+class _Keep(BaseDocumentCompressor):
+    def compress_documents(
+        self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
+    ) -> Sequence[Document]:
+        return documents
+
+
+def _mmr_retriever(**search_kwargs: Any) -> Any:
+    store = InMemoryVectorStore(DeterministicFakeEmbedding(size=8))
+    return store.as_retriever(search_type="mmr", search_kwargs=search_kwargs)
+
+
+def test_rerank_stage_fetches_more_without_lowering_mmr_fetch_k() -> None:
+    stage = _Rerank(_Keep(), 4, 2)
+    retriever = _mmr_retriever(k=2, fetch_k=9)
+    config = stage.fetch_config({}, stage.keep(retriever, {}), retriever)
+    assert config["configurable"] == {"k": 4, "fetch_k": 9}
+    active = configure_retriever(retriever, config)
+    assert active.search_kwargs == {"k": 4, "fetch_k": 9}  # type: ignore[attr-defined]
+    wide = stage.fetch_config({"configurable": {"rerank_fetch_k": 30}}, 2, retriever)
+    assert wide["configurable"]["k"] == wide["configurable"]["fetch_k"] == 30
+    # Never fewer than the k the answer gets.
+    assert stage.fetch_config({"configurable": {"k": 7}}, 7, retriever)["configurable"]["k"] == 7
+
+
+def test_rerank_stage_per_call_choice() -> None:
+    keep = _Keep()
+    stage = _Rerank(keep, 20, 4)
+    assert stage.active(None) is keep
+    assert stage.active({"configurable": {"rerank": False}}) is None
+    assert stage.active({"configurable": {"rerank": None}}) is None
+    by_id = stage.active({"configurable": {"rerank": COHERE}})
+    assert isinstance(by_id, BedrockReranker)
+    assert by_id.model_id == COHERE
+    assert stage.active({"configurable": {"rerank": COHERE}}) is by_id  # built once
+    with pytest.raises(ValueError, match="bool, None or a model id"):
+        stage.active({"configurable": {"rerank": 3}})
+    assert stage.keep(_mmr_retriever(k=3), {"configurable": {"k": 5}}) == 5
+    assert stage.keep(_mmr_retriever(k=3), None) == 3
+
+
+def test_a_model_switch_keeps_the_reranker_settings() -> None:
+    base = BedrockReranker(
+        model_id=COHERE, endpoint_url=LOCAL, region_name="us-west-2", max_retries=1
+    )
+    switched = _Rerank(base, 20, 4).active({"configurable": {"rerank": AMAZON}})
+    assert isinstance(switched, BedrockReranker)
+    assert (switched.model_id, switched.endpoint_url, switched.region_name) == (
+        AMAZON,
+        LOCAL,
+        "us-west-2",
+    )
+    assert switched.max_retries == 1
+    assert switched.model_arn == foundation_model_arn(AMAZON, "us-west-2")
