@@ -30,6 +30,8 @@ SIZES = {
         "scale": [20_000, 80_000, 200_000],
         "scale_queries": 9,
         "async_ingest": 20_000,
+        "indexing": 10_000,
+        "cache_queries": 50,
     },
     "smoke": {
         "ingest": 300,
@@ -44,6 +46,8 @@ SIZES = {
         "scale": [300, 600],
         "scale_queries": 1,
         "async_ingest": 300,
+        "indexing": 300,
+        "cache_queries": 3,
     },
 }
 
@@ -70,12 +74,15 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         nargs="*",
         default=None,
-        help="subset: ingest search embed e2e network async_ingest scale memory",
+        help="subset: ingest search embed e2e network async_ingest scale memory indexing cache",
     )
     args = parser.parse_args(argv)
     logging.getLogger("langchain_tidb_bedrock").setLevel(logging.ERROR)  # "exact kNN" notices
     size = SIZES["smoke" if args.smoke else "full"]
-    everything = ["ingest", "search", "embed", "e2e", "network", "async_ingest", "scale", "memory"]
+    everything = [
+        "ingest", "search", "embed", "e2e", "network", "async_ingest", "scale", "memory",
+        "indexing", "cache",
+    ]  # fmt: skip
     wanted = set(args.only or everything)
     rows: list[Row] = []
     started = time.time()
@@ -115,6 +122,16 @@ def main(argv: list[str] | None = None) -> int:
             scale_rows = scale.scale_rows(tidb.url, size["scale"], size["scale_queries"])
             rows += scale_rows
             print_table(scale_rows)
+        if "indexing" in wanted:
+            from benchmarks import indexing
+
+            rows += indexing.index_rows(tidb.url, size["indexing"], size["repeat"])
+            print_table(rows[-2:])
+        if "cache" in wanted:
+            from benchmarks import indexing
+
+            rows.append(indexing.semantic_cache_row(tidb.url, size["cache_queries"]))
+            print_table(rows[-1:])
         if "memory" in wanted:
             from benchmarks import memory
 
