@@ -11,9 +11,10 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, InvalidEndpointConfigurationError
 from langchain_aws import BedrockRerank
 from langchain_core.documents import Document
+from pydantic import SecretStr
 
 from langchain_tidb_bedrock.document_compressors import BedrockReranker
 from langchain_tidb_bedrock.document_compressors._requests import (
@@ -392,3 +393,18 @@ def test_a_real_quota_is_met_by_the_rate_learner(bedrock: LocalBedrock) -> None:
     usage = reranker.usage
     assert usage["requests"] == 20 + usage["retries"]
     assert sum(1 for r in bedrock.requests if r.status == 200) == 20
+
+
+def test_an_api_key_goes_through_invoke_model_with_bearer_auth(bedrock: LocalBedrock) -> None:
+    reranker = BedrockReranker(
+        model_id=COHERE,
+        endpoint_url=bedrock.endpoint_url,
+        region_name="us-east-1",
+        api_key=SecretStr("bedrock-api-key"),
+    )
+    assert reranker.resolved_api == "invoke"  # Rerank is SigV4 only
+    # botocore signs with the key as a bearer token, which it sends over HTTPS only: the
+    # plain-HTTP LocalBedrock is refused before anything is sent.
+    with pytest.raises(InvalidEndpointConfigurationError, match="Bearer authorization"):
+        reranker.rerank(TEXTS, QUERY)
+    assert bedrock.requests == []
