@@ -23,10 +23,11 @@ from langchain_tidb_bedrock.vectorstores import hybrid
 from langchain_tidb_bedrock.vectorstores.tokenize import tokenize
 
 DIM = 16
-WORDS = (
-    "database index query vector search table column transaction commit replica region "
-    "cluster storage engine schema backup restore latency throughput partition"
-).split()
+WORDS = [
+    *("database", "index", "query", "vector", "search", "table", "column", "transaction"),
+    *("commit", "replica", "region", "cluster", "storage", "engine", "schema", "backup"),
+    *("restore", "latency", "throughput", "partition"),
+]
 
 
 def _text(rng: random.Random, n: int = 12) -> str:
@@ -176,7 +177,7 @@ def test_index_matches_a_python_bm25_after_random_writes_and_deletes(
             live |= set(ids)
         elif op == "delete":
             gone = rng.sample(sorted(live), min(3, len(live)))
-            store.delete(gone + ["missing"])
+            store.delete([*gone, "missing"])
             live -= set(gone)
         else:
             store.delete(filter={"g": rng.randint(0, 3)})
@@ -217,9 +218,7 @@ def test_existing_table_is_backfilled_by_an_explicit_call(tidb_url: str) -> None
             table_name=plain.table_name,
         )
         other.add_texts(["ER_LOCK_DEADLOCK again"], ids=["late"])
-        _, keyword = other._run(
-            hybrid.op_hybrid_legs(other._search, "ER_LOCK_DEADLOCK", 5, None)
-        )
+        _, keyword = other._run(hybrid.op_hybrid_legs(other._search, "ER_LOCK_DEADLOCK", 5, None))
         assert {d.id for d, _ in keyword} == {"d7", "d22", "late"}
         assert plain.create_keyword_index(batch_size=7) == 41  # re-running is safe
         _assert_index_matches(other, ["ER_LOCK_DEADLOCK", "vector"])
@@ -269,7 +268,7 @@ def test_fts_match_word_is_not_detected_on_the_local_server(store: TiDBVectorSto
 def test_cjk_text_is_found_by_its_words(store: TiDBVectorStore) -> None:
     texts = [
         "TiDB 是一个开源的分布式 SQL 数据库，支持混合事务和分析处理。",  # noqa: RUF001
-        "向量检索可以找到语义相近的文档。",  # noqa: RUF001
+        "向量检索可以找到语义相近的文档。",
         "今天的天气很好，我们去公园散步。",  # noqa: RUF001
     ]
     store.add_texts(texts, ids=["db", "vec", "walk"])

@@ -26,6 +26,7 @@ EXPECTED_ALL = {
     "FilterError",
     "IngestSummary",
     "InvalidInputError",
+    "KeywordIndexMissingError",
     "TiDBEngine",
     "TiDBByteStore",
     "TiDBCache",
