@@ -4,6 +4,10 @@
 LocalTiDB (tidb-server, unistore) is started once for the session, and tests marked ``tiflash``
 get a second one, ``LocalTiDB(tiflash=True)`` with mock TiFlash stores, started on first use:
 for them ``tidb_url``, ``tidb_engine`` and everything built on those point at that server.
+
+A ``tiflash`` test on a server without TiFlash fails: the local mock-TiFlash server always has
+it, so its absence means a broken build. Only with ``TIDB_URL`` set, outside CI and ``make
+test`` (``helpers.servers.strict``), is it skipped. The run ends by saying which servers it used.
 """
 
 from __future__ import annotations
@@ -15,24 +19,35 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from helpers.servers import describe_url, has_tiflash, strict
 
-from langchain_tidb_bedrock.local import LocalTiDB
+from langchain_tidb_bedrock.local import LocalTiDB, find_tidb_server
+
+# kind ("plain" or "tiflash") -> the server that kind of test ran on, for the run's last lines.
+_SERVERS_USED: dict[str, str] = {}
 
 
-def _has_tiflash(url: str) -> bool:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            n = conn.execute(
-                sa.text(
-                    "SELECT COUNT(*) FROM INFORMATION_SCHEMA.CLUSTER_INFO WHERE TYPE = 'tiflash'"
-                )
-            ).scalar()
-        return bool(n)
-    except sa.exc.DBAPIError:
-        return False
-    finally:
-        engine.dispose()
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _SERVERS_USED:
+        return
+    for kind, server in sorted(_SERVERS_USED.items()):
+        terminalreporter.write_line(f"TiDB used by the {kind} tests: {server}")
+    if strict():
+        terminalreporter.write_line("(strict: CI or make test; a missing TiFlash fails)")
+
+
+def _session_url(kind: str, request: pytest.FixtureRequest) -> str:
+    url = os.environ.get("TIDB_URL")
+    if url:
+        _SERVERS_USED[kind] = f"TIDB_URL from the environment, {describe_url(url)}"
+        return url
+    server: LocalTiDB = request.getfixturevalue(
+        f"local_tidb{'_tiflash' if kind == 'tiflash' else ''}"
+    )
+    binary = server.binary or find_tidb_server(tiflash=server.tiflash)
+    variant = "mock-TiFlash " if server.tiflash else ""
+    _SERVERS_USED[kind] = f"LocalTiDB {server.url} ({variant}binary {binary})"
+    return server.url
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -59,15 +74,13 @@ def local_tidb_tiflash() -> Iterator[LocalTiDB]:
 @pytest.fixture(scope="session")
 def plain_tidb_url(request: pytest.FixtureRequest) -> str:
     """``TIDB_URL`` if set, else the session's stock LocalTiDB."""
-    url = os.environ.get("TIDB_URL")
-    return url or request.getfixturevalue("local_tidb").url
+    return _session_url("plain", request)
 
 
 @pytest.fixture(scope="session")
 def tiflash_tidb_url(request: pytest.FixtureRequest) -> str:
     """``TIDB_URL`` if set (its TiFlash decides), else the session's mock-TiFlash LocalTiDB."""
-    url = os.environ.get("TIDB_URL")
-    return url or request.getfixturevalue("local_tidb_tiflash").url
+    return _session_url("tiflash", request)
 
 
 @pytest.fixture(scope="session")
@@ -84,19 +97,34 @@ def tidb_url(tidb_kind: str, request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def tidb_has_tiflash(tidb_url: str) -> bool:
-    """Whether the server has a TiFlash store (vector indexes, full-text search)."""
-    return _has_tiflash(tidb_url)
+    """Whether the server has a TiFlash store (vector indexes, full-text search).
+
+    A failing probe is an error of the test, never "no TiFlash".
+    """
+    return has_tiflash(tidb_url)
 
 
 @pytest.fixture(autouse=True)
-def _skip_without_tiflash(request: pytest.FixtureRequest) -> None:
+def _require_tiflash(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("tiflash") is None:
         return
-    if not request.getfixturevalue("tidb_has_tiflash"):
+    if request.getfixturevalue("tidb_has_tiflash"):
+        return
+    url = request.getfixturevalue("tidb_url")
+    if os.environ.get("TIDB_URL") and not strict():
         pytest.skip(
-            "needs TiFlash (vector index / full-text search); this TiDB has no TiFlash store. "
-            "Set TIDB_URL to a TiDB Cloud or TiFlash-enabled cluster to run it."
+            f"needs TiFlash (vector index); TIDB_URL ({describe_url(url)}) has no TiFlash store. "
+            "Unset TIDB_URL to run it on the local mock-TiFlash tidb-server."
         )
+    origin = (
+        "TIDB_URL"
+        if os.environ.get("TIDB_URL")
+        else "the local mock-TiFlash tidb-server (is the tidb-server-tiflash build broken?)"
+    )
+    pytest.fail(
+        f"needs TiFlash, but {origin} at {describe_url(url)} reports no TiFlash store",
+        pytrace=False,
+    )
 
 
 @pytest.fixture(scope="session")
