@@ -19,11 +19,13 @@ if TYPE_CHECKING:
         format_docs,
     )
     from langchain_tidb_bedrock.chains.rag import create_rag_chain
+    from langchain_tidb_bedrock.chat_message_histories.base import TiDBChatMessageHistory
     from langchain_tidb_bedrock.chat_models.llama import DEFAULT_LLM_MODEL_ID, create_llama3_chat
     from langchain_tidb_bedrock.cli.ingest import IngestSummary, ingest_paths
     from langchain_tidb_bedrock.db.connection import tidb_url_from_env
     from langchain_tidb_bedrock.db.engine import TiDBEngine
     from langchain_tidb_bedrock.document_compressors.rerank import BedrockReranker
+    from langchain_tidb_bedrock.document_loaders.base import TiDBLoader
     from langchain_tidb_bedrock.embeddings.batch import BedrockBatchEmbeddings
     from langchain_tidb_bedrock.embeddings.titan import (
         DEFAULT_EMBEDDING_MODEL_ID,
@@ -78,6 +80,8 @@ _EXPORTS: dict[str, str] = {
     "TiDBVectorStore": "vectorstores.base",
     "tidb_url_from_env": "db.connection",
     "TiDBEngine": "db.engine",
+    "TiDBChatMessageHistory": "chat_message_histories.base",
+    "TiDBLoader": "document_loaders.base",
     "InvalidInputError": "errors",
     "KeywordIndexMissingError": "errors",
     "ExplainResult": "vectorstores.indexes",
@@ -136,8 +140,10 @@ __all__ = [
     "TiDBBedrockError",
     "TiDBByteStore",
     "TiDBCache",
+    "TiDBChatMessageHistory",
     "TiDBDocStore",
     "TiDBEngine",
+    "TiDBLoader",
     "TiDBRecordManager",
     "TiDBSaver",
     "TiDBSemanticCache",
