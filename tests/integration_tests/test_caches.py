@@ -5,6 +5,7 @@ semantic search, the similarity threshold, upserts, clearing, expiry and bad inp
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -36,6 +37,16 @@ def engine(tidb_url: str) -> Iterator[TiDBEngine]:
         yield e
 
 
+@pytest.fixture(scope="module")
+def suite_tables(tidb_engine: sa.Engine) -> Iterator[dict[str, str]]:
+    """One table per cache class for the conformance suites, emptied by clear() after each test."""
+    names = {kind: f"t_{uuid.uuid4().hex[:16]}" for kind in ("exact", "semantic")}
+    yield names
+    with tidb_engine.begin() as conn:
+        for name in names.values():
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS `{name}`"))
+
+
 class AngleEmbeddings(Embeddings):
     """2-D unit vectors at given angles (degrees): similarity(a, b) = cos(a - b). Counts calls."""
 
@@ -61,33 +72,42 @@ def _generation(text: str) -> list[Generation]:
 
 class TestTiDBCacheSync(SyncCacheTestSuite):
     @pytest.fixture
-    def cache(self, engine: TiDBEngine, table_name: str) -> TiDBCache:
-        return TiDBCache(engine=engine, table_name=table_name)
+    def cache(self, engine: TiDBEngine, suite_tables: dict[str, str]) -> Iterator[TiDBCache]:
+        cache = TiDBCache(engine=engine, table_name=suite_tables["exact"])
+        yield cache
+        cache.clear()
 
 
 class TestTiDBCacheAsync(AsyncCacheTestSuite):
     @pytest.fixture
-    async def cache(self, tidb_url: str, table_name: str) -> AsyncIterator[TiDBCache]:
-        cache = TiDBCache(connection_string=tidb_url, table_name=table_name)
+    async def cache(self, tidb_url: str, suite_tables: dict[str, str]) -> AsyncIterator[TiDBCache]:
+        cache = TiDBCache(connection_string=tidb_url, table_name=suite_tables["exact"])
         yield cache
+        await cache.aclear()
         await cache.aclose()
 
 
 class TestTiDBSemanticCacheSync(SyncCacheTestSuite):
     @pytest.fixture
-    def cache(self, engine: TiDBEngine, table_name: str) -> TiDBSemanticCache:
-        return TiDBSemanticCache(
-            DeterministicFakeEmbedding(size=64), engine=engine, table_name=table_name
-        )
+    def cache(
+        self, engine: TiDBEngine, suite_tables: dict[str, str]
+    ) -> Iterator[TiDBSemanticCache]:
+        emb = DeterministicFakeEmbedding(size=64)
+        cache = TiDBSemanticCache(emb, engine=engine, table_name=suite_tables["semantic"])
+        yield cache
+        cache.clear()
 
 
 class TestTiDBSemanticCacheAsync(AsyncCacheTestSuite):
     @pytest.fixture
-    async def cache(self, tidb_url: str, table_name: str) -> AsyncIterator[TiDBSemanticCache]:
-        cache = TiDBSemanticCache(
-            DeterministicFakeEmbedding(size=64), connection_string=tidb_url, table_name=table_name
-        )
+    async def cache(
+        self, tidb_url: str, suite_tables: dict[str, str]
+    ) -> AsyncIterator[TiDBSemanticCache]:
+        emb = DeterministicFakeEmbedding(size=64)
+        table = suite_tables["semantic"]
+        cache = TiDBSemanticCache(emb, connection_string=tidb_url, table_name=table)
         yield cache
+        await cache.aclear()
         await cache.aclose()
 
 

@@ -46,6 +46,19 @@ def doc_store(engine: TiDBEngine, table_name: str) -> TiDBDocStore:
     return TiDBDocStore(engine=engine, table_name=table_name)
 
 
+@pytest.fixture(scope="module")
+def suite_table(tidb_engine: sa.Engine) -> Iterator[str]:
+    """One table for the conformance suites: each test gets a fresh namespace in it (no DDL)."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    yield name
+    with tidb_engine.begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS `{name}`"))
+
+
+def _namespace() -> str:
+    return f"suite-{uuid.uuid4().hex}"
+
+
 def _rows(tidb_engine: sa.Engine, table: str) -> int:
     with tidb_engine.connect() as conn:
         try:
@@ -59,8 +72,8 @@ def _rows(tidb_engine: sa.Engine, table: str) -> int:
 
 class TestByteStoreSync(BaseStoreSyncTests[bytes]):
     @pytest.fixture
-    def kv_store(self, byte_store: TiDBByteStore) -> TiDBByteStore:
-        return byte_store
+    def kv_store(self, engine: TiDBEngine, suite_table: str) -> TiDBByteStore:
+        return TiDBByteStore(engine=engine, table_name=suite_table, namespace=_namespace())
 
     @pytest.fixture
     def three_values(self) -> tuple[bytes, bytes, bytes]:
@@ -69,8 +82,10 @@ class TestByteStoreSync(BaseStoreSyncTests[bytes]):
 
 class TestByteStoreAsync(BaseStoreAsyncTests[bytes]):
     @pytest.fixture
-    async def kv_store(self, tidb_url: str, table_name: str) -> AsyncIterator[TiDBByteStore]:
-        store = TiDBByteStore(connection_string=tidb_url, table_name=table_name)
+    async def kv_store(self, tidb_url: str, suite_table: str) -> AsyncIterator[TiDBByteStore]:
+        store = TiDBByteStore(
+            connection_string=tidb_url, table_name=suite_table, namespace=_namespace()
+        )
         yield store
         await store.aclose()
 
@@ -88,8 +103,8 @@ _DOCS = (
 
 class TestDocStoreSync(BaseStoreSyncTests[Document]):
     @pytest.fixture
-    def kv_store(self, doc_store: TiDBDocStore) -> TiDBDocStore:
-        return doc_store
+    def kv_store(self, engine: TiDBEngine, suite_table: str) -> TiDBDocStore:
+        return TiDBDocStore(engine=engine, table_name=suite_table, namespace=_namespace())
 
     @pytest.fixture
     def three_values(self) -> tuple[Document, Document, Document]:
@@ -98,8 +113,10 @@ class TestDocStoreSync(BaseStoreSyncTests[Document]):
 
 class TestDocStoreAsync(BaseStoreAsyncTests[Document]):
     @pytest.fixture
-    async def kv_store(self, tidb_url: str, table_name: str) -> AsyncIterator[TiDBDocStore]:
-        store = TiDBDocStore(connection_string=tidb_url, table_name=table_name)
+    async def kv_store(self, tidb_url: str, suite_table: str) -> AsyncIterator[TiDBDocStore]:
+        store = TiDBDocStore(
+            connection_string=tidb_url, table_name=suite_table, namespace=_namespace()
+        )
         yield store
         await store.aclose()
 
