@@ -24,11 +24,14 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from botocore.exceptions import BotoCoreError, ClientError
 from langchain_core.documents import Document
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from langchain_tidb_bedrock.aws_config import BedrockConfigError
 from langchain_tidb_bedrock.chains.prompts import format_sources
 from langchain_tidb_bedrock.chains.rag import create_rag_chain
+from langchain_tidb_bedrock.chat_message_histories import TiDBChatMessageHistory
+from langchain_tidb_bedrock.chat_message_histories.messages import check_session_id
 from langchain_tidb_bedrock.cli.ingest import (
     SUPPORTED_SUFFIXES,
     SourceNameError,
@@ -103,6 +106,13 @@ def _text(text: str) -> str:
         msg = "must not be empty"
         raise argparse.ArgumentTypeError(msg)
     return text.strip()
+
+
+def _session(text: str) -> str:
+    try:
+        return check_session_id(text, "the session name")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _table(text: str) -> str:
@@ -251,6 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
         command = sub.add_parser(name, parents=[common], help=text)
         if name == "ask":
             command.add_argument("question", type=_text, metavar="QUESTION")
+        else:
+            command.add_argument(
+                "--session",
+                type=_session,
+                metavar="NAME",
+                help="keep this conversation in TiDB and resume it in later runs",
+            )
         _add_rerank(command)
         command.add_argument(
             "--filter",
@@ -475,15 +492,34 @@ def _ask_loop(args: argparse.Namespace, questions: Iterator[str] | None) -> int:
             _print_sources(context)
             return 0
         print("Ask about your documents ('exit' or Ctrl-D to quit).")
-        history: list[tuple[str, str]] = []
+        stored = _session_history(args, runtime.store)
+        history: list[BaseMessage] = [] if stored is None else stored.messages
         for question in questions:
             print("bot> ", end="", flush=True)
+            recent = history[-2 * _HISTORY_TURNS :]
             answer, context = _stream_answer(
-                chain, {"question": question, "chat_history": history}, config
+                chain, {"question": question, "chat_history": recent}, config
             )
             _print_sources(context)
-            history = [*history, ("human", question), ("ai", answer)][-2 * _HISTORY_TURNS :]
+            turn = [HumanMessage(question), AIMessage(answer)]
+            if stored is not None:
+                stored.add_messages(turn)  # one statement: the turn is kept whole or not at all
+            history = [*recent, *turn]
     return 0
+
+
+def _session_history(
+    args: argparse.Namespace, store: TiDBVectorStore
+) -> TiDBChatMessageHistory | None:
+    """``--session NAME``: the conversation kept in TiDB (on the store's engine), else None."""
+    name = _option(args, "session")
+    if name is None:
+        return None
+    stored = TiDBChatMessageHistory(name, engine=store.tidb_engine)
+    earlier = len(stored.messages)
+    state = f"resumed, {earlier} earlier messages" if earlier else "new"
+    print(f"Session {name!r} ({state}); kept in TiDB table {stored.table_name}.")
+    return stored
 
 
 def _typed_questions() -> Iterator[str]:

@@ -29,6 +29,7 @@ __all__ = [
     "create_engine_async",
     "engine_kwargs",
     "is_loopback",
+    "parse_url",
     "redact",
     "tidb_url_from_env",
 ]
@@ -44,16 +45,63 @@ IDLE_PING_AFTER = 10.0  # seconds
 _SSL_QUERY_KEYS = ("ssl", "ssl_ca", "ssl_verify_cert", "ssl_verify_identity", "ssl_disabled")
 
 
+_DRIVERS = ("mysql", _SYNC_DRIVER, _ASYNC_DRIVER)
+_URL_FORM = "mysql+pymysql://user:password@host:4000/database"
+_PARTS = ("TIDB_PORT", "TIDB_USER", "TIDB_PASSWORD", "TIDB_DB_NAME")
+
+
+def parse_url(value: str | URL, source: str = "url") -> URL:
+    """Parse and check a TiDB URL; errors name ``source`` and the fix, never the password.
+
+    Raises:
+        ConnectionConfigError: not a URL, a port that is not a number, a driver other than
+            PyMySQL/aiomysql (``mysql+pymsql`` is a typo, not a fallback), or no database.
+    """
+    if isinstance(value, URL):
+        url = value
+    else:
+        try:
+            url = make_url(value)
+            url.port  # noqa: B018 - parsed lazily: a bad port raises here
+        except (sa.exc.ArgumentError, ValueError):
+            msg = f"{source} is not a valid TiDB URL: expected {_URL_FORM}"
+            if ":" in str(value).rsplit("@", 1)[-1].split("/", 1)[0]:
+                msg = f"{source} has a port that is not a number: expected {_URL_FORM}"
+            raise ConnectionConfigError(msg) from None
+    if url.drivername not in _DRIVERS:
+        msg = (
+            f"{source} uses the driver {url.drivername!r}; TiDB needs 'mysql+pymysql' (or "
+            f"'mysql'), as in {_URL_FORM}"
+        )
+        raise ConnectionConfigError(msg)
+    if not url.database:
+        msg = f"{source} names no database: add one at the end, as in {_URL_FORM}"
+        raise ConnectionConfigError(msg)
+    return url
+
+
 def tidb_url_from_env(env: Mapping[str, str] | None = None) -> URL | None:
     """Build a URL from ``TIDB_HOST``/``_PORT``/``_USER``/``_PASSWORD``/``_DB_NAME``.
 
-    ``TIDB_URL`` (a full SQLAlchemy URL) wins when set. Returns None when neither is set.
+    ``TIDB_URL`` (a full SQLAlchemy URL) wins when set. Returns None when nothing is set.
+
+    Raises:
+        ConnectionConfigError: a malformed value, or a partial set (``TIDB_USER`` without
+            ``TIDB_HOST``, say): never a silent fall back to the local server.
     """
     env = os.environ if env is None else env
     if env.get("TIDB_URL"):
-        return make_url(env["TIDB_URL"])
+        return parse_url(env["TIDB_URL"], "TIDB_URL")
     host = env.get("TIDB_HOST")
     if not host:
+        partial = [name for name in _PARTS if env.get(name)]
+        if partial:
+            msg = (
+                f"{' and '.join(partial)} {'is' if len(partial) == 1 else 'are'} set but "
+                "TIDB_HOST is not: set TIDB_HOST (or TIDB_URL), or unset them to use the local "
+                "tidb-server"
+            )
+            raise ConnectionConfigError(msg)
         return None
     port_text = env.get("TIDB_PORT", "4000")
     try:
