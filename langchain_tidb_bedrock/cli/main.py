@@ -123,14 +123,12 @@ def _table(text: str) -> str:
 
 
 def _tidb_url(text: str) -> str:
+    from langchain_tidb_bedrock.db.connection import parse_url
+
     try:
-        url = sa.engine.make_url(text)
-    except sa.exc.ArgumentError:
-        msg = f"not a SQLAlchemy URL: {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
-    if url.get_backend_name() != "mysql":
-        msg = f"expected a mysql+pymysql:// URL, got {url.drivername}://..."
-        raise argparse.ArgumentTypeError(msg)
+        parse_url(text, "--tidb-url")  # its errors never quote the URL (it holds a password)
+    except ConnectionConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 

@@ -46,6 +46,8 @@ __all__ = [
     "FIELD_OPERATORS",
     "LOGICAL_OPERATORS",
     "FilterError",
+    "CheckedFilter",
+    "check_filter",
     "compile_filter",
     "validate_filter",
 ]
@@ -232,6 +234,21 @@ def _validate(node: object, loc: str, depth: int) -> None:
             _check_scalar(value, f"for field {key!r}{_where(loc)}")
 
 
+class CheckedFilter(dict[str, Any]):
+    """A filter validated once, with its cache key serialised once (one pass per value).
+
+    ``check_filter`` returns one; validation, ``filter_key`` and compilation then take it as
+    it is instead of walking and serialising the filter again on every step of a search.
+    """
+
+    __slots__ = ("key",)
+
+    def __init__(self, filter: Mapping[str, Any]) -> None:
+        super().__init__(filter)
+        # JSON keeps 1, 1.0, "1" and true apart, so equal keys mean equal filters.
+        self.key = json.dumps(filter, sort_keys=True, separators=(",", ":"))
+
+
 def validate_filter(filter: Mapping[str, Any] | None) -> None:
     """Validate a metadata filter without building SQL.
 
@@ -241,23 +258,23 @@ def validate_filter(filter: Mapping[str, Any] | None) -> None:
     Raises:
         FilterError: On any malformed part: unknown operator, bad field name, bad value.
     """
-    if filter is None:
+    if filter is None or isinstance(filter, CheckedFilter):
         return
     _validate(filter, "", 0)
 
 
-def check_filter(filter: object) -> Mapping[str, Any] | None:
+def check_filter(filter: object) -> CheckedFilter | None:
     """Validate a caller's filter; None for "no filter" (None or an empty dict).
 
     Anything else that is not a dict is refused, falsy or not: ``[]``, ``0`` or ``""`` are
     mistakes, not "match everything".
     """
-    if filter is None:
-        return None
+    if filter is None or isinstance(filter, CheckedFilter):
+        return filter
     if not isinstance(filter, Mapping):
         raise FilterError(f"a filter must be a dict, got {filter!r}")
     validate_filter(filter)
-    return filter or None
+    return CheckedFilter(filter) if filter else None
 
 
 # --------------------------------------------------------------------------- compilation

@@ -13,7 +13,6 @@ import pytest
 import sqlalchemy as sa
 from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
 from langchain_core.globals import set_llm_cache
-from langchain_core.load import dumps
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation, GenerationChunk
 from langchain_tests.integration_tests import AsyncCacheTestSuite, SyncCacheTestSuite
@@ -26,7 +25,6 @@ from langchain_tidb_bedrock import (
     TiDBSemanticCache,
     create_llama3_chat,
 )
-from langchain_tidb_bedrock.caches._codec import prompt_text
 from langchain_tidb_bedrock.embeddings.titan import DEFAULT_EMBEDDING_MODEL_ID
 from langchain_tidb_bedrock.local.bedrock import LocalBedrock
 
@@ -372,12 +370,3 @@ def test_bad_threshold(engine: TiDBEngine, threshold: Any) -> None:
 def test_bad_ttl(engine: TiDBEngine, ttl: Any) -> None:
     with pytest.raises(InvalidInputError, match="ttl"):
         TiDBCache(engine=engine, ttl=ttl)
-
-
-def test_prompt_text_of_a_chat_conversation() -> None:
-    prompt = dumps([SystemMessage("Be brief."), HumanMessage("What is TiDB?")])
-    assert prompt_text(prompt) == "system: Be brief.\nhuman: What is TiDB?"
-    blocks = dumps([HumanMessage([{"type": "text", "text": "a"}, {"type": "image", "url": "u"}])])
-    assert prompt_text(blocks) == "human: a"
-    assert prompt_text("plain prompt") == "plain prompt"
-    assert prompt_text('[{"not": "a message"}]') == '[{"not": "a message"}]'

@@ -99,8 +99,12 @@ def test_invalid_table_names_are_refused(name: str) -> None:
 
 
 def test_no_connection_configured(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("TIDB_HOST", "TIDB_URL"):
+    for var in ("TIDB_HOST", "TIDB_URL", "TIDB_PORT", "TIDB_USER", "TIDB_PASSWORD"):
         monkeypatch.delenv(var, raising=False)
+    # Nothing set: the local tidb-server, started on first use (see test_readme), not here.
+    store = TiDBVectorStore(TableEmbeddings())
+    assert "local tidb-server" in repr(store.tidb_engine)
+    monkeypatch.setenv("TIDB_USER", "app")  # a partial set is an error, never a fallback
     with pytest.raises(ValueError, match="TIDB_HOST"):
         TiDBVectorStore(TableEmbeddings())
 
@@ -606,7 +610,7 @@ def test_indexing_api_skips_unchanged_documents(make_store: StoreFactory) -> Non
 def test_idle_connection_killed_by_the_server_is_replaced(
     make_store: StoreFactory, tidb_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from langchain_tidb_bedrock.vectorstores import connection
+    from langchain_tidb_bedrock.db import connection
 
     store = make_store()
     store.add_texts(["a"], ids=["1"])
@@ -624,7 +628,7 @@ def test_idle_connection_killed_by_the_server_is_replaced(
 def test_a_read_on_a_connection_cut_mid_use_is_retried_once(
     make_store: StoreFactory, tidb_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from langchain_tidb_bedrock.vectorstores import connection
+    from langchain_tidb_bedrock.db import connection
 
     monkeypatch.setattr(connection, "IDLE_PING_AFTER", 3600.0)  # no ping saves it
     store = make_store()
@@ -640,7 +644,7 @@ def test_a_read_on_a_connection_cut_mid_use_is_retried_once(
 async def test_an_async_read_on_a_connection_cut_mid_use_is_retried_once(
     make_store: StoreFactory, tidb_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from langchain_tidb_bedrock.vectorstores import connection
+    from langchain_tidb_bedrock.db import connection
 
     monkeypatch.setattr(connection, "IDLE_PING_AFTER", 3600.0)  # no ping saves it
     store = make_store()
