@@ -24,8 +24,23 @@ __all__ = [
     "is_local_endpoint",
     "local_endpoint_settings",
     "require_aws",
+    "resolve_endpoint",
     "resolve_region",
 ]
+
+# botocore's standard endpoint variables, the service-specific one first.
+_ENDPOINT_VARS = ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "AWS_ENDPOINT_URL")
+# Any of these means the user meant real AWS: missing pieces are then an error, not a fallback.
+_AWS_INTENT_VARS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_PROFILE",
+    "AWS_BEARER_TOKEN_BEDROCK",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)
 
 _FIX = (
     "Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (plus AWS_SESSION_TOKEN for temporary "
@@ -150,3 +165,41 @@ def require_aws(
         msg = f"No AWS credentials found for Amazon Bedrock in {where}. " + _FIX
         raise BedrockConfigError(msg)
     return region
+
+
+def _aws_files_exist() -> bool:
+    home = os.path.expanduser("~")
+    paths = (
+        os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.join(home, ".aws", "credentials"),
+        os.environ.get("AWS_CONFIG_FILE") or os.path.join(home, ".aws", "config"),
+    )
+    return any(os.path.isfile(p) for p in paths)
+
+
+def resolve_endpoint(
+    endpoint_url: str | None,
+    region_name: str | None = None,
+    profile: str | None = None,
+    *,
+    has_keys: bool = False,
+) -> str | None:
+    """The bedrock-runtime endpoint a client should use; None means real AWS.
+
+    The argument wins, then botocore's ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` /
+    ``AWS_ENDPOINT_URL``. With no AWS setting at all (no region, keys, profile, token or AWS
+    files), this process's LocalBedrock (started once, announced in one line on stderr): the
+    library works offline by default, as the CLI does. Any AWS setting means real AWS, so a
+    missing piece is reported by :func:`require_aws` instead of silently replaced.
+    """
+    if endpoint_url:
+        return endpoint_url
+    for name in _ENDPOINT_VARS:
+        if os.environ.get(name):
+            return os.environ[name]
+    if region_name or profile or has_keys or _aws_files_exist():
+        return None
+    if any(os.environ.get(name) for name in _AWS_INTENT_VARS):
+        return None
+    from langchain_tidb_bedrock.local.offline import local_bedrock_endpoint
+
+    return local_bedrock_endpoint()

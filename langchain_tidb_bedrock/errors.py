@@ -15,6 +15,7 @@ __all__ = [
     "BedrockEmbeddingError",
     "BedrockModelUnavailableError",
     "BedrockResponseError",
+    "CommitUnknownError",
     "ConnectionConfigError",
     "FilterError",
     "InvalidEmbeddingError",
@@ -128,6 +129,17 @@ def _scrub(message: str) -> str:
     return re.sub(r"'(?:[^'\\]|\\.)*'", "'…'", message.splitlines()[0] if message else "")
 
 
+class CommitUnknownError(TiDBBedrockError, RuntimeError):
+    """The connection was lost while TiDB committed: the transaction may or may not be stored."""
+
+    def __init__(self, cause: BaseException) -> None:
+        self.cause = cause
+        super().__init__(
+            "the connection to TiDB was lost during COMMIT: the rows may be stored; rerun the "
+            "call (upserts are idempotent)"
+        )
+
+
 class WriteError(TiDBBedrockError, RuntimeError):
     """TiDB refused a write. ``committed`` rows (input positions before ``position``) are stored.
 
@@ -141,12 +153,22 @@ class WriteError(TiDBBedrockError, RuntimeError):
         self.position = position
         self.count = count
         self.committed = committed
+        self.commit_unknown = isinstance(cause, CommitUnknownError)
+        span = f"{position}-{position + count - 1}"
+        if self.commit_unknown:
+            super().__init__(
+                f"writing documents {span} into table {table!r}: the connection to TiDB was "
+                f"lost during COMMIT, so documents {span} may be stored; the {committed} "
+                f"documents before position {position} are stored, none after {span}; rerun "
+                "the call (upserts are idempotent)"
+            )
+            return
         orig = getattr(cause, "orig", cause)
         args: tuple[object, ...] = tuple(getattr(orig, "args", ()))
         code = f" {args[0]}" if args and isinstance(args[0], int) else ""
         detail = _scrub(str(args[1])) if len(args) > 1 else type(orig).__name__
         super().__init__(
-            f"writing documents {position}-{position + count - 1} into table {table!r} failed "
+            f"writing documents {span} into table {table!r} failed "
             f"(TiDB error{code}: {detail}); the {committed} documents before position "
             f"{position} are stored, none after"
         )

@@ -17,6 +17,7 @@ from langchain_tidb_bedrock.aws_config import (
     is_local_endpoint,
     local_endpoint_settings,
     require_aws,
+    resolve_endpoint,
     resolve_region,
 )
 from langchain_tidb_bedrock.embeddings.titan import DEFAULT_EMBEDDING_MODEL_ID
@@ -61,7 +62,9 @@ def create_llama3_chat(
         model_id: Bedrock model or inference-profile id; defaults to ``BEDROCK_LLM_MODEL_ID`` or
             ``us.meta.llama3-2-3b-instruct-v1:0``.
         region_name: AWS region; falls back to ``AWS_REGION`` / ``AWS_DEFAULT_REGION``.
-        endpoint_url: Custom endpoint, e.g. a LocalBedrock's ``endpoint_url``.
+        endpoint_url: Custom endpoint, e.g. a LocalBedrock's ``endpoint_url``; default
+            ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``, real AWS when any AWS setting exists, else
+            this process's LocalBedrock (announced on stderr).
         temperature: Sampling temperature (0 for grounded answers).
         max_tokens: Most tokens to generate.
         config: botocore ``Config``; its retry mode is kept.
@@ -78,6 +81,8 @@ def create_llama3_chat(
     model = model_id or os.environ.get("BEDROCK_LLM_MODEL_ID") or DEFAULT_LLM_MODEL_ID
     profile = kwargs.get("credentials_profile_name")
     has_keys = bool(kwargs.get("aws_access_key_id") and kwargs.get("aws_secret_access_key"))
+    if kwargs.get("client") is None:
+        endpoint_url = resolve_endpoint(endpoint_url, region_name, profile, has_keys=has_keys)
     if kwargs.get("client") is not None:
         region = region_name or resolve_region(region_name, profile)
     elif is_local_endpoint(endpoint_url):

@@ -13,7 +13,6 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import NamedTuple
 
 import sqlalchemy as sa
@@ -30,6 +29,7 @@ from langchain_tidb_bedrock.embeddings.titan import (
     BedrockTitanEmbeddings,
 )
 from langchain_tidb_bedrock.errors import RuntimeConfigError
+from langchain_tidb_bedrock.local.offline import DATA_DIR_ENV, local_data_dir
 from langchain_tidb_bedrock.vectorstores.base import TiDBVectorStore
 
 __all__ = [
@@ -44,9 +44,6 @@ __all__ = [
 
 DEFAULT_TABLE = "langchain_tidb_bedrock"
 DEFAULT_DIMENSIONS = 512
-DATA_DIR_ENV = "LTB_DATA_DIR"
-"""Environment variable overriding the local TiDB's persistent data directory."""
-
 _TIDB_HINT = "set TIDB_URL or TIDB_HOST/TIDB_USER/TIDB_PASSWORD (or pass --tidb-url)"
 _AWS_HINT = "set AWS credentials and AWS_REGION (or pass --bedrock-endpoint-url)"
 # Any of these means the user meant real AWS, so missing pieces are an error, not a fallback.
@@ -59,16 +56,6 @@ class Runtime(NamedTuple):
     store: TiDBVectorStore
     llm: BaseChatModel
     embeddings: BedrockTitanEmbeddings
-
-
-def local_data_dir() -> Path:
-    """Persistent data directory of the CLI's local TiDB (``LTB_DATA_DIR`` overrides it)."""
-    explicit = os.environ.get(DATA_DIR_ENV)
-    if explicit:
-        return Path(explicit)
-    from langchain_tidb_bedrock.local.tidb import cache_dir
-
-    return cache_dir() / "cli-data"
 
 
 def _stderr(line: str) -> None:
@@ -142,7 +129,7 @@ def open_runtime(
         if url is not None:
             where = redact(url)
         else:
-            from langchain_tidb_bedrock.cli.local_server import acquire_local_tidb
+            from langchain_tidb_bedrock.local.shared_server import acquire_local_tidb
 
             data_dir = local_data_dir().resolve()
             try:

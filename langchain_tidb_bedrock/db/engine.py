@@ -17,8 +17,9 @@ when that loop shuts down.
 from __future__ import annotations
 
 import asyncio
+import threading
 import weakref
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
@@ -31,6 +32,7 @@ from langchain_tidb_bedrock.db.connection import (
     COMMITTED,
     create_engine,
     create_engine_async,
+    parse_url,
     redact,
     tidb_url_from_env,
 )
@@ -45,7 +47,7 @@ from langchain_tidb_bedrock.db.runner import (
     drive,
     embed,
 )
-from langchain_tidb_bedrock.errors import ConnectionConfigError
+from langchain_tidb_bedrock.errors import CommitUnknownError, ConnectionConfigError
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
@@ -80,6 +82,20 @@ def _read(engine: sa.Engine, request: Read, *, retry: bool = True) -> Rows:
         if retry and _is_disconnect(exc):
             return _read(engine, request, retry=False)
         raise
+
+
+def _local_tidb_url() -> str:
+    # The one upward import of the floor, made only when nothing is configured.
+    from langchain_tidb_bedrock.local.offline import local_tidb_url
+
+    return local_tidb_url()
+
+
+def _commit_error(exc: sa.exc.DBAPIError) -> Exception:
+    """A failed COMMIT: when the connection was lost, nobody knows whether it took effect."""
+    if _is_disconnect(exc):
+        return CommitUnknownError(exc)
+    return exc
 
 
 async def _dispose_at_loop_shutdown(engines: list[AsyncEngine]) -> AsyncGenerator[None, None]:
@@ -130,7 +146,7 @@ class TiDBEngine:
 
     def __init__(
         self,
-        url: str | URL | None = None,
+        url: str | URL | Callable[[], str] | None = None,
         *,
         engine: sa.Engine | None = None,
         async_engine: AsyncEngine | None = None,
@@ -143,7 +159,8 @@ class TiDBEngine:
         """Build the sync pools (no connection is made until the first request).
 
         Args:
-            url: the TiDB URL; required unless ``engine`` is given.
+            url: the TiDB URL, or a function returning it on first use; required unless
+                ``engine`` is given.
             engine: an existing sync engine, used as given for reads and writes (its pool and
                 TLS settings are the caller's). The async path builds its own from its URL
                 unless ``async_engine`` is given too.
@@ -158,7 +175,13 @@ class TiDBEngine:
         if engine is None and url is None:
             msg = "TiDBEngine needs a url= or an engine= (or use TiDBEngine.from_env())"
             raise ConnectionConfigError(msg)
-        self.url: URL = engine.url if engine is not None else sa.engine.make_url(url)  # type: ignore[arg-type]
+        # A callable URL is resolved on first use (the local server starts only when needed).
+        self._url_source: Callable[[], str] | None = url if callable(url) else None
+        self._url: URL | None = None
+        if engine is not None:
+            self._url = engine.url
+        elif url is not None and not callable(url):
+            self._url = parse_url(url)
         args = dict(engine_args or {})
         connect_args = dict(args.pop("connect_args", None) or {})
         if read_timeout is not None:
@@ -169,13 +192,10 @@ class TiDBEngine:
         self.read_timeout = read_timeout
         self._tls, self._ca_path = tls, ca_path
         self.owns_engine = engine is None
-        if engine is None:
-            opts: dict[str, Any] = {"tls": tls, "ca_path": ca_path}
-            self.sync = create_engine(self.url, self._engine_args, local_infile=True, **opts)
-            self.sync_read = create_engine(self.url, self._engine_args, autocommit=True, **opts)
-        else:
-            # A caller's engine is used as given, for reads and writes alike.
-            self.sync = self.sync_read = engine
+        self._lock = threading.Lock()
+        self._pools: tuple[sa.Engine, sa.Engine] | None = (
+            None if engine is None else (engine, engine)
+        )
         self._given_async = async_engine
         self._async: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, tuple[AsyncEngine, AsyncEngine]
@@ -184,26 +204,74 @@ class TiDBEngine:
             asyncio.AbstractEventLoop, AsyncGenerator[None, None]
         ] = weakref.WeakKeyDictionary()
 
+    @property
+    def url(self) -> URL:
+        """The TiDB URL (resolved on first use when it came from a function)."""
+        if self._url is None:
+            with self._lock:
+                if self._url is None:
+                    assert self._url_source is not None  # noqa: S101 - set when _url is None
+                    self._url = parse_url(self._url_source())
+        return self._url
+
+    @property
+    def host(self) -> str | None:
+        """The server's host, known without resolving a lazy URL (the local one is loopback)."""
+        return self._url.host if self._url is not None else "127.0.0.1"
+
+    @property
+    def sync(self) -> sa.Engine:
+        """The sync write pool (a SQLAlchemy engine; transactions, ``LOAD DATA``)."""
+        return self._sync_pools()[0]
+
+    @property
+    def sync_read(self) -> sa.Engine:
+        """The sync read pool: autocommit, so one round trip per read."""
+        return self._sync_pools()[1]
+
+    def _sync_pools(self) -> tuple[sa.Engine, sa.Engine]:
+        if self._pools is None:
+            url = self.url
+            with self._lock:
+                if self._pools is None:
+                    opts: dict[str, Any] = {"tls": self._tls, "ca_path": self._ca_path}
+                    args = self._engine_args
+                    self._pools = (
+                        create_engine(url, args, local_infile=True, **opts),
+                        create_engine(url, args, autocommit=True, **opts),
+                    )
+        return self._pools
+
     @classmethod
     def from_url(cls, url: str | URL, **kwargs: Any) -> TiDBEngine:
         """An engine for ``url``; keyword arguments as for the constructor."""
         return cls(url, **kwargs)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> TiDBEngine:
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, offline: bool = True, **kwargs: Any
+    ) -> TiDBEngine:
         """An engine from ``TIDB_URL`` or ``TIDB_HOST`` (``_PORT``, ``_USER``, ``_PASSWORD``, ...).
 
+        With none of them set and ``offline`` (the default), the engine uses the local
+        tidb-server (:func:`langchain_tidb_bedrock.local.offline.local_tidb_url`), started on
+        first use and announced in one line on stderr.
+
         Raises:
-            ConnectionConfigError: nothing (or something inconsistent) is configured; the
-                message names the variable and the fix.
+            ConnectionConfigError: a setting is malformed or incomplete (the message names it
+                and the fix), or nothing is configured and ``offline`` is False.
         """
         url = tidb_url_from_env(env)
-        if url is None:
+        if url is not None:
+            return cls(url, **kwargs)
+        if not offline:
             raise ConnectionConfigError(NOT_CONFIGURED)
-        return cls(url, **kwargs)
+        return cls(_local_tidb_url, **kwargs)
 
     def __repr__(self) -> str:
-        return f"TiDBEngine({redact(self.url)!r})"
+        if self._url is None:
+            return "TiDBEngine(<local tidb-server, started on first use>)"
+        return f"TiDBEngine({redact(self._url)!r})"
 
     def __enter__(self) -> TiDBEngine:
         return self
@@ -232,6 +300,16 @@ class TiDBEngine:
         return drive(op, handle)
 
     def _write(self, request: Write) -> int:
+        try:
+            return self._write_once(request)
+        except sa.exc.DBAPIError as exc:
+            # The server closed the connection before COMMIT was sent (a restart, an idle
+            # cut): it rolled the transaction back, so running it again is safe.
+            if not _is_disconnect(exc):
+                raise
+            return self._write_once(request)
+
+    def _write_once(self, request: Write) -> int:
         total = 0
         with self.sync.connect() as conn, conn.begin():
             for step in request.steps:
@@ -245,7 +323,10 @@ class TiDBEngine:
                     total += conn.exec_driver_sql(step[0], step[1]).rowcount
                 else:
                     total += conn.execute(step).rowcount
-            conn.commit()
+            try:
+                conn.commit()
+            except sa.exc.DBAPIError as exc:
+                raise _commit_error(exc) from exc
             conn.connection.info[COMMITTED] = True  # no ROLLBACK on return: one round trip less
         return total
 
@@ -275,8 +356,16 @@ class TiDBEngine:
         rows: Rows = await greenlet_spawn(_read, engine.sync_engine, request)
         return rows
 
+    async def _awrite(self, engine: AsyncEngine, request: Write) -> int:
+        try:
+            return await self._awrite_once(engine, request)
+        except sa.exc.DBAPIError as exc:
+            if not _is_disconnect(exc):  # see _write: nothing was committed, so run it again
+                raise
+            return await self._awrite_once(engine, request)
+
     @staticmethod
-    async def _awrite(engine: AsyncEngine, request: Write) -> int:
+    async def _awrite_once(engine: AsyncEngine, request: Write) -> int:
         total = 0
         async with engine.connect() as conn, conn.begin():
             for step in request.steps:
@@ -286,7 +375,10 @@ class TiDBEngine:
                     total += (await conn.exec_driver_sql(step[0], step[1])).rowcount
                 else:
                     total += (await conn.execute(step)).rowcount
-            await conn.commit()
+            try:
+                await conn.commit()
+            except sa.exc.DBAPIError as exc:
+                raise _commit_error(exc) from exc
             conn.sync_connection.connection.info[COMMITTED] = True  # type: ignore[union-attr]
         return total
 
@@ -314,9 +406,9 @@ class TiDBEngine:
 
     def close(self) -> None:
         """Release the pooled connections (of the pools this engine created)."""
-        if self.owns_engine:
-            self.sync.dispose()
-            self.sync_read.dispose()
+        if self.owns_engine and self._pools is not None:
+            for pool in self._pools:
+                pool.dispose()
         self._async.clear()
 
     async def aclose(self) -> None:

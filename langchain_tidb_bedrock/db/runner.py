@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import sqlalchemy as sa
 
 from langchain_tidb_bedrock.db.bulk import LoadRows
+from langchain_tidb_bedrock.errors import InvalidInputError
 
 __all__ = [
     "EmbedDocs",
@@ -134,7 +135,7 @@ async def adrive(op: Op[T], handle: Callable[[Request], Awaitable[Any]]) -> T:
 
 def no_embeddings() -> ValueError:
     """The error for an embedding request on a store built without a model."""
-    return ValueError(
+    return InvalidInputError(
         "this store has no embedding model; pass vectors (add_embeddings, *_by_vector)"
     )
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from langchain_tidb_bedrock.errors import TiDBBedrockError
+from langchain_tidb_bedrock.errors import InvalidInputError, TiDBBedrockError
 
 __all__ = ["BatchInferenceError", "S3Location", "parse_s3_uri"]
 
@@ -30,21 +30,21 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     """
     if not isinstance(uri, str) or not uri.startswith("s3://"):
         msg = f"s3_uri must look like s3://bucket/prefix, got {uri!r}"
-        raise ValueError(msg)
+        raise InvalidInputError(msg)
     bucket, _, prefix = uri[len("s3://") :].partition("/")
     if not _BUCKET.fullmatch(bucket):
         msg = (
             f"{bucket!r} in s3_uri is not a valid S3 bucket name (3-63 lowercase letters, "
             "digits, '.' and '-')"
         )
-        raise ValueError(msg)
+        raise InvalidInputError(msg)
     prefix = prefix.strip("/")
     if not _KEY.fullmatch(prefix) or "//" in prefix:
         msg = (
             f"the key prefix {prefix!r} in s3_uri has characters Bedrock batch inference does "
             "not accept (use letters, digits and -!_*'(). separated by single '/')"
         )
-        raise ValueError(msg)
+        raise InvalidInputError(msg)
     return bucket, prefix
 
 

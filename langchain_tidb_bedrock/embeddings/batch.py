@@ -33,6 +33,7 @@ from langchain_tidb_bedrock.embeddings.titan import (
     VALID_DIMENSIONS,
     BedrockTitanEmbeddings,
 )
+from langchain_tidb_bedrock.errors import InvalidInputError
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -206,24 +207,24 @@ class BedrockBatchEmbeddings(Embeddings):
                 f"role_arn must be an IAM role ARN like arn:aws:iam::123456789012:role/NAME, got "
                 f"{role_arn!r}"
             )
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
         if dimensions not in VALID_DIMENSIONS:
             msg = (
                 f"dimensions must be one of {VALID_DIMENSIONS} for Titan Text V2, got {dimensions}"
             )
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
         if poll_interval is None:
             # Real jobs run for minutes to hours; a local stand-in's finish in about a second.
             poll_interval = 0.5 if is_local_endpoint(endpoint_url) else 30.0
         if poll_interval <= 0 or timeout <= 0:
             msg = "poll_interval and timeout must be positive"
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
         if not 1 <= min_records_per_job <= max_records_per_job:
             msg = "min_records_per_job must be between 1 and max_records_per_job"
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
         if max_concurrent_jobs < 1 or max_records_per_file < 1:
             msg = "max_concurrent_jobs and max_records_per_file must be positive"
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
         self.s3_uri, self.role_arn = s3_uri, role_arn
         self.model_id, self.dimensions, self.normalize = model_id, dimensions, normalize
         self.endpoint_url, self.s3_endpoint_url = endpoint_url, s3_endpoint_url
@@ -289,10 +290,10 @@ class BedrockBatchEmbeddings(Embeddings):
         """
         if not isinstance(embeddings, BedrockTitanEmbeddings):
             msg = "batch inference needs a store whose embeddings are BedrockTitanEmbeddings"
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
         if not role_arn:
             msg = "batch inference needs the ARN of a service role Bedrock can assume (role_arn)"
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
         settings: dict[str, Any] = {
             "model_id": embeddings.model_id,
             "dimensions": embeddings.dimensions,
@@ -381,7 +382,7 @@ class BedrockBatchEmbeddings(Embeddings):
         for i, line in enumerate(lines):
             if len(line) > self.max_file_bytes:
                 msg = f"text at position {i} makes a batch record over the file size limit"
-                raise ValueError(msg)
+                raise InvalidInputError(msg)
             group = groups[-1]
             if group and (
                 len(group) >= self.max_records_per_job or size + len(line) > self.max_job_bytes

@@ -45,6 +45,7 @@ from langchain_tidb_bedrock.aws_config import (
     is_local_endpoint,
     local_endpoint_settings,
     require_aws,
+    resolve_endpoint,
 )
 from langchain_tidb_bedrock.embeddings._rate import AdaptiveWindow, Deadline, RateLearner
 from langchain_tidb_bedrock.errors import (
@@ -52,6 +53,7 @@ from langchain_tidb_bedrock.errors import (
     BedrockEmbeddingError,
     BedrockResponseError,
     InvalidEmbeddingError,
+    InvalidInputError,
     PartialEmbeddingError,
 )
 
@@ -294,7 +296,7 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
     def _check_dimensions(cls, value: int) -> int:
         if value not in VALID_DIMENSIONS:
             msg = f"dimensions must be one of {VALID_DIMENSIONS} for Titan Text V2, got {value}"
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
         return value
 
     def _check_model_kwargs(self) -> None:
@@ -309,7 +311,7 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
                         f"{getattr(self, key)!r}: pass {key}={value!r} instead "
                         f"(use dimensions=/normalize=, not model_kwargs)"
                     )
-                    raise ValueError(msg)
+                    raise InvalidInputError(msg)
 
     @model_validator(mode="after")
     def validate_environment(self) -> Self:
@@ -325,6 +327,9 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
             return self
         keys = (self.aws_access_key_id, self.aws_secret_access_key)
         has_keys = bool(keys[0] and keys[1])
+        self.endpoint_url = resolve_endpoint(
+            self.endpoint_url, self.region_name, self.credentials_profile_name, has_keys=has_keys
+        )
         if is_local_endpoint(self.endpoint_url):
             self.region_name, placeholder_keys = local_endpoint_settings(
                 self.region_name, self.credentials_profile_name, has_keys=has_keys
@@ -386,7 +391,7 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
                 raise TypeError(msg)
             if not text.strip():
                 msg = f"Text at index {i} is empty or whitespace; Titan cannot embed it"
-                raise ValueError(msg)
+                raise InvalidInputError(msg)
             fitted = _fit(text)
             if len(fitted) == len(text):
                 prepared.append(text)
@@ -403,7 +408,7 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
                         f"(conservative estimate); Titan accepts at most {MAX_INPUT_TOKENS:,} "
                         f"(split it into smaller chunks, or set on_long_text='truncate' to cut it)"
                     )
-                raise ValueError(msg)
+                raise InvalidInputError(msg)
             warnings.warn(
                 f"Text at index {i} has {len(text):,} characters; truncated to "
                 f"{len(fitted):,} to stay within Titan's limits of {MAX_INPUT_CHARS:,} "

@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL
 
+from langchain_tidb_bedrock.db.engine import TiDBEngine
 from langchain_tidb_bedrock.db.runner import Op
+from langchain_tidb_bedrock.errors import InvalidInputError
 from langchain_tidb_bedrock.vectorstores import documents, indexes
 from langchain_tidb_bedrock.vectorstores.metadata_index import declare
 from langchain_tidb_bedrock.vectorstores.models import vector_table
@@ -28,7 +29,7 @@ class TableAdmin:
 
     table_name: str
     _table: TableState
-    _url: URL
+    _engines: TiDBEngine
 
     @property
     def engine(self) -> sa.Engine:  # pragma: no cover - provided by TiDBVectorStore
@@ -64,7 +65,7 @@ class TableAdmin:
         dim = dimension or self._table.dimension
         if dim is None:
             msg = "create_table() needs a dimension: pass it or set embedding_dimension"
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
         return int(dim)
 
     def drop_table(self) -> None:
@@ -92,11 +93,11 @@ class TableAdmin:
             TiFlashUnavailableError: the server has no TiFlash store.
             ValueError: the metric has no index, or the table does not exist yet.
         """
-        self._run(indexes.op_create_vector_index(self._table, self._url.host))
+        self._run(indexes.op_create_vector_index(self._table, self._engines.host))
 
     async def acreate_vector_index(self) -> None:
         """Async :meth:`create_vector_index`."""
-        await self._arun(indexes.op_create_vector_index(self._table, self._url.host))
+        await self._arun(indexes.op_create_vector_index(self._table, self._engines.host))
 
     def create_metadata_index(self, key: str, type: Any) -> bool:
         """Index one metadata key of the existing table (see ``indexed_metadata``).

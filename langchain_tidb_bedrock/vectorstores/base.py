@@ -7,7 +7,7 @@ natively sync or async.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import sqlalchemy as sa
@@ -16,10 +16,10 @@ from langchain_core.vectorstores import VectorStore
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from langchain_tidb_bedrock.db.connection import redact, tidb_url_from_env
-from langchain_tidb_bedrock.db.engine import NOT_CONFIGURED, TiDBEngine
+from langchain_tidb_bedrock.db.connection import redact
+from langchain_tidb_bedrock.db.engine import TiDBEngine
 from langchain_tidb_bedrock.db.runner import Op
-from langchain_tidb_bedrock.errors import ConnectionConfigError
+from langchain_tidb_bedrock.errors import ConnectionConfigError, InvalidInputError, WriteError
 from langchain_tidb_bedrock.vectorstores import documents, hybrid
 from langchain_tidb_bedrock.vectorstores.admin import TableAdmin
 from langchain_tidb_bedrock.vectorstores.schema import DistanceStrategy, validate_identifier
@@ -34,6 +34,11 @@ __all__ = ["TiDBVectorStore"]
 
 FilterStrategy = Literal["auto", "pre", "post"]
 T = TypeVar("T")
+
+
+def _replayable(*inputs: object) -> bool:
+    # A call whose inputs are one-shot iterators cannot run again after a table change.
+    return not any(isinstance(i, Iterator) for i in inputs)
 
 
 class TiDBVectorStore(TableAdmin, VectorStore):
@@ -221,13 +226,13 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         self.table_name = validate_identifier(table_name)
         if filter_strategy not in ("auto", "pre", "post"):
             msg = f"filter_strategy must be 'auto', 'pre' or 'post', got {filter_strategy!r}"
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
         if not isinstance(batch_size, int) or batch_size < 1:
             msg = f"batch_size must be a positive integer, got {batch_size!r}"
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
         if embedding_dimension is not None and embedding_dimension < 1:
             msg = f"embedding_dimension must be positive, got {embedding_dimension}"
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
         strategy = DistanceStrategy.parse(distance_strategy) if distance_strategy else None
         self.embedding = embedding
         self.override_relevance_score_fn = relevance_score_fn
@@ -248,26 +253,23 @@ class TiDBVectorStore(TableAdmin, VectorStore):
                 raise ConnectionConfigError(msg)
             self._engines, self._owns_engine = engine, False
         else:
-            if engine is None:
-                url = connection_string if connection_string is not None else tidb_url_from_env()
-                if url is None:
-                    raise ConnectionConfigError(NOT_CONFIGURED)
-            self._engines = TiDBEngine(
-                url if engine is None else None,
-                engine=engine,
-                async_engine=async_engine,
-                engine_args=engine_args,
-                tls=tls,
-                ca_path=ca_path,
-            )
+            opts: dict[str, Any] = {
+                "async_engine": async_engine,
+                "engine_args": engine_args,
+                "tls": tls,
+                "ca_path": ca_path,
+            }
+            if engine is not None or connection_string is not None:
+                self._engines = TiDBEngine(connection_string, engine=engine, **opts)
+            else:  # TIDB_* from the environment, else the local tidb-server (announced)
+                self._engines = TiDBEngine.from_env(**opts)
             self._owns_engine = True
-        self._url: URL = self._engines.url
         self._table = TableState(
             self.table_name,
             strategy=strategy,
             dimension=embedding_dimension,
             vector_index=vector_index,
-            host=self._url.host,
+            host=self._engines.host,
             indexed_metadata=indexed_metadata,
             keyword_search=keyword_search,
         )
@@ -281,6 +283,10 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         self._search = Search(self._table, filter_strategy)
 
     # ------------------------------------------------------------------ settings and plumbing
+
+    @property
+    def _url(self) -> URL:
+        return self._engines.url
 
     @property
     def embeddings(self) -> Embeddings | None:
@@ -322,11 +328,44 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         """Whether an HNSW index is created with the table (None: when the server can)."""
         return self._table.vector_index
 
-    def _run(self, op: Op[T]) -> T:
-        return self._engines.run(op, self.embedding)
+    def _run(self, op: Op[T] | Callable[[], Op[T]]) -> T:
+        """Run an operation; one made by a function runs again if the table changed under it."""
+        if not callable(op):
+            return self._engines.run(op, self.embedding)
+        try:
+            return self._engines.run(op(), self.embedding)
+        except (sa.exc.DBAPIError, WriteError) as exc:
+            if not self._table_changed(exc):
+                raise
+        return self._engines.run(op(), self.embedding)
 
-    async def _arun(self, op: Op[T]) -> T:
-        return await self._engines.arun(op, self.embedding)
+    async def _arun(self, op: Op[T] | Callable[[], Op[T]]) -> T:
+        """Async :meth:`_run`."""
+        if not callable(op):
+            return await self._engines.arun(op, self.embedding)
+        try:
+            return await self._engines.arun(op(), self.embedding)
+        except (sa.exc.DBAPIError, WriteError) as exc:
+            if not await self._atable_changed(exc):
+                raise
+        return await self._engines.arun(op(), self.embedding)
+
+    def _table_changed(self, exc: BaseException) -> bool:
+        # Another process may have dropped, recreated (another dimension) or altered (a
+        # metadata index gone) the table this store described: describe it again, and run
+        # the operation once more only if the description changed.
+        before = self._table.forget()
+        if before is None:
+            return False
+        self._engines.run(self._table.op_info())
+        return self._table.facts() != before
+
+    async def _atable_changed(self, exc: BaseException) -> bool:
+        before = self._table.forget()
+        if before is None:
+            return False
+        await self._engines.arun(self._table.op_info())
+        return self._table.facts() != before
 
     def close(self) -> None:
         """Release pooled connections, unless the engine is shared (its owner closes it)."""
@@ -347,8 +386,9 @@ class TiDBVectorStore(TableAdmin, VectorStore):
     def __repr__(self) -> str:
         # Safe on a half-built store (a constructor that raised part-way).
         table = getattr(self, "table_name", "?")
-        url = getattr(self, "_url", None)
-        where = redact(url) if url is not None else "?"
+        engines = getattr(self, "_engines", None)
+        known = engines._url if engines is not None else None
+        where = redact(known) if known is not None else "?"
         strategy = self._table.strategy.value if hasattr(self, "_table") else "?"
         return (
             f"TiDBVectorStore(table_name={table!r}, distance_strategy={strategy!r}, url={where!r})"
@@ -374,7 +414,11 @@ class TiDBVectorStore(TableAdmin, VectorStore):
             batch_size: rows embedded and written together (default: the store's ``batch_size``).
             **kwargs: ``ids`` may also come here, as LangChain's base class passes it.
         """
-        return self._run(self._writer.op_add(texts, metadatas, ids, None, batch_size))
+
+        def op() -> Op[list[str]]:
+            return self._writer.op_add(texts, metadatas, ids, None, batch_size)
+
+        return self._run(op if _replayable(texts, metadatas, ids) else op())
 
     async def aadd_texts(
         self,
@@ -386,7 +430,11 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         **kwargs: Any,
     ) -> list[str]:
         """Async :meth:`add_texts`."""
-        return await self._arun(self._writer.op_add(texts, metadatas, ids, None, batch_size))
+
+        def op() -> Op[list[str]]:
+            return self._writer.op_add(texts, metadatas, ids, None, batch_size)
+
+        return await self._arun(op if _replayable(texts, metadatas, ids) else op())
 
     def add_embeddings(
         self,
@@ -398,7 +446,11 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         batch_size: int | None = None,
     ) -> list[str]:
         """Upsert texts with precomputed vectors (no embedding calls); returns the ids."""
-        return self._run(self._writer.op_add(texts, metadatas, ids, embeddings, batch_size))
+
+        def op() -> Op[list[str]]:
+            return self._writer.op_add(texts, metadatas, ids, embeddings, batch_size)
+
+        return self._run(op if _replayable(texts, metadatas, ids, embeddings) else op())
 
     async def aadd_embeddings(
         self,
@@ -410,7 +462,11 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         batch_size: int | None = None,
     ) -> list[str]:
         """Async :meth:`add_embeddings`."""
-        return await self._arun(self._writer.op_add(texts, metadatas, ids, embeddings, batch_size))
+
+        def op() -> Op[list[str]]:
+            return self._writer.op_add(texts, metadatas, ids, embeddings, batch_size)
+
+        return await self._arun(op if _replayable(texts, metadatas, ids, embeddings) else op())
 
     # ------------------------------------------------------------------ reads by id, deletes
 
@@ -421,11 +477,11 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         so the result may be shorter than ``ids``. Ids match exactly: case, accents and
         trailing spaces count ("a" and "a " are two documents).
         """
-        return self._run(documents.op_get_by_ids(self._table, ids))
+        return self._run(lambda: documents.op_get_by_ids(self._table, ids))
 
     async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """Async :meth:`get_by_ids`."""
-        return await self._arun(documents.op_get_by_ids(self._table, ids))
+        return await self._arun(lambda: documents.op_get_by_ids(self._table, ids))
 
     def get(
         self, *, filter: Mapping[str, Any] | None = None, limit: int | None = None
@@ -436,13 +492,13 @@ class TiDBVectorStore(TableAdmin, VectorStore):
             filter: a metadata filter, as for search.
             limit: at most this many documents.
         """
-        return self._run(documents.op_get(self._table, filter, limit))
+        return self._run(lambda: documents.op_get(self._table, filter, limit))
 
     async def aget(
         self, *, filter: Mapping[str, Any] | None = None, limit: int | None = None
     ) -> list[Document]:
         """Async :meth:`get`."""
-        return await self._arun(documents.op_get(self._table, filter, limit))
+        return await self._arun(lambda: documents.op_get(self._table, filter, limit))
 
     def update_metadata(self, metadata: Mapping[str, dict[str, Any]]) -> int:
         """Replace the metadata of existing documents by id, without re-embedding them.
@@ -450,11 +506,11 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         All rows change in one transaction; ids that do not exist are ignored. Returns the
         number of rows matched (an update to identical metadata counts too).
         """
-        return self._run(self._writer.op_update_metadata(metadata))
+        return self._run(lambda: self._writer.op_update_metadata(metadata))
 
     async def aupdate_metadata(self, metadata: Mapping[str, dict[str, Any]]) -> int:
         """Async :meth:`update_metadata`."""
-        return await self._arun(self._writer.op_update_metadata(metadata))
+        return await self._arun(lambda: self._writer.op_update_metadata(metadata))
 
     def delete(
         self,
@@ -468,7 +524,7 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         Raises:
             ValueError: when neither ids nor filter is given (use :meth:`clear`).
         """
-        return self._run(documents.op_delete(self._table, ids, filter))
+        return self._run(lambda: documents.op_delete(self._table, ids, filter))
 
     async def adelete(
         self,
@@ -478,7 +534,7 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         **kwargs: Any,
     ) -> bool | None:
         """Async :meth:`delete`."""
-        return await self._arun(documents.op_delete(self._table, ids, filter))
+        return await self._arun(lambda: documents.op_delete(self._table, ids, filter))
 
     def clear(self) -> None:
         """Delete every row (the table and its index stay)."""
@@ -508,7 +564,7 @@ class TiDBVectorStore(TableAdmin, VectorStore):
             filter_strategy: override the store's "pre" / "post" / "auto" for this call.
             **kwargs: ignored (accepted for retriever compatibility).
         """
-        return self._run(self._search.op_search_text(query, k, filter, filter_strategy))
+        return self._run(lambda: self._search.op_search_text(query, k, filter, filter_strategy))
 
     async def asimilarity_search_with_score(
         self,
@@ -520,7 +576,9 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         **kwargs: Any,
     ) -> list[tuple[Document, float]]:
         """Async :meth:`similarity_search_with_score`."""
-        return await self._arun(self._search.op_search_text(query, k, filter, filter_strategy))
+        return await self._arun(
+            lambda: self._search.op_search_text(query, k, filter, filter_strategy)
+        )
 
     def similarity_search(
         self,
@@ -552,7 +610,7 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         filter_strategy: FilterStrategy | None = None,
     ) -> list[tuple[Document, float]]:
         """The k nearest documents to a vector, with distances."""
-        return self._run(self._search.op_by_vector(embedding, k, filter, filter_strategy))
+        return self._run(lambda: self._search.op_by_vector(embedding, k, filter, filter_strategy))
 
     async def asimilarity_search_with_score_by_vector(
         self,
@@ -563,7 +621,9 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         filter_strategy: FilterStrategy | None = None,
     ) -> list[tuple[Document, float]]:
         """Async :meth:`similarity_search_with_score_by_vector`."""
-        return await self._arun(self._search.op_by_vector(embedding, k, filter, filter_strategy))
+        return await self._arun(
+            lambda: self._search.op_by_vector(embedding, k, filter, filter_strategy)
+        )
 
     def similarity_search_by_vector(
         self,
@@ -728,10 +788,11 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         """Diverse results: fetch ``fetch_k`` nearest, then pick k by maximal marginal relevance."""
-        op = self._search.op_mmr(
-            embedding, None, k, fetch_k, lambda_mult, filter, kwargs.get("filter_strategy")
+        return self._run(
+            lambda: self._search.op_mmr(
+                embedding, None, k, fetch_k, lambda_mult, filter, kwargs.get("filter_strategy")
+            )
         )
-        return self._run(op)
 
     async def amax_marginal_relevance_search_by_vector(
         self,
@@ -743,10 +804,11 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         """Async :meth:`max_marginal_relevance_search_by_vector`."""
-        op = self._search.op_mmr(
-            embedding, None, k, fetch_k, lambda_mult, filter, kwargs.get("filter_strategy")
+        return await self._arun(
+            lambda: self._search.op_mmr(
+                embedding, None, k, fetch_k, lambda_mult, filter, kwargs.get("filter_strategy")
+            )
         )
-        return await self._arun(op)
 
     def max_marginal_relevance_search(
         self,
@@ -758,10 +820,11 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         """Diverse results for a text query (see the ``_by_vector`` variant)."""
-        op = self._search.op_mmr(
-            None, query, k, fetch_k, lambda_mult, filter, kwargs.get("filter_strategy")
+        return self._run(
+            lambda: self._search.op_mmr(
+                None, query, k, fetch_k, lambda_mult, filter, kwargs.get("filter_strategy")
+            )
         )
-        return self._run(op)
 
     async def amax_marginal_relevance_search(
         self,
@@ -773,10 +836,11 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         """Async :meth:`max_marginal_relevance_search`."""
-        op = self._search.op_mmr(
-            None, query, k, fetch_k, lambda_mult, filter, kwargs.get("filter_strategy")
+        return await self._arun(
+            lambda: self._search.op_mmr(
+                None, query, k, fetch_k, lambda_mult, filter, kwargs.get("filter_strategy")
+            )
         )
-        return await self._arun(op)
 
     # ------------------------------------------------------------------ constructors
 
@@ -823,5 +887,5 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         info = store._run(store._table.op_info())
         if info is None:
             msg = f"table {table_name!r} does not exist in database {store._url.database!r}"
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
         return store

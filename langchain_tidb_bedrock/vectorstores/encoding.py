@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from langchain_tidb_bedrock.errors import InvalidInputError
 from langchain_tidb_bedrock.vectorstores.filters import JSON_INT_MAX, JSON_INT_MIN
 
 __all__ = [
@@ -44,22 +45,22 @@ def to_matrix(
     try:
         matrix = np.asarray(vectors, dtype=np.float32)
     except (ValueError, TypeError) as exc:
-        raise ValueError(_first_bad_vector(vectors, dimension, what) or str(exc)) from None
+        raise InvalidInputError(_first_bad_vector(vectors, dimension, what) or str(exc)) from None
     if matrix.ndim != 2:
         detail = _first_bad_vector(vectors, dimension, what)
         msg = detail or f"expected a list of {what} vectors, got an array of shape {matrix.shape}"
-        raise ValueError(msg)
+        raise InvalidInputError(msg)
     if dimension is not None and matrix.shape[1] != dimension:
         msg = (
             f"{what} dimension mismatch at position 0: the table stores {dimension}-dimensional "
             f"vectors, got {matrix.shape[1]}"
         )
-        raise ValueError(msg)
+        raise InvalidInputError(msg)
     finite = np.isfinite(matrix).all(axis=1)
     if not finite.all():
         bad = int(np.argmin(finite))
         msg = f"{what} at position {bad} contains NaN or infinity"
-        raise ValueError(msg)
+        raise InvalidInputError(msg)
     if reject_zero and len(matrix):
         norms = np.einsum("ij,ij->i", matrix, matrix)
         if (norms == 0).any():
@@ -68,7 +69,7 @@ def to_matrix(
                 f"{what} at position {bad} is all zeros: cosine distance is undefined for it "
                 "(TiDB returns NULL, which would sort first)"
             )
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
     return matrix
 
 
@@ -142,7 +143,7 @@ def check_metadata(metadata: dict[str, Any], position: int) -> None:
         if isinstance(value, (dict, list, tuple)):
             if depth > MAX_JSON_DEPTH:
                 msg = f"{where} is nested deeper than TiDB's {MAX_JSON_DEPTH} levels"
-                raise ValueError(msg)
+                raise InvalidInputError(msg)
             if isinstance(value, dict):
                 for key, item in value.items():
                     if not isinstance(key, str):
@@ -150,10 +151,10 @@ def check_metadata(metadata: dict[str, Any], position: int) -> None:
                             f"{where} has the non-string key {key!r}: JSON keys are strings; "
                             "convert it yourself so two keys cannot collide"
                         )
-                        raise ValueError(msg)
+                        raise InvalidInputError(msg)
                     if not is_utf8(key):
                         msg = f"{where} has a key that is not valid UTF-8 (a lone surrogate)"
-                        raise ValueError(msg)
+                        raise InvalidInputError(msg)
                     stack.append((item, f"{path}.{key}" if path else key, depth + 1))
             else:
                 for n, item in enumerate(value):
@@ -166,10 +167,10 @@ def check_metadata(metadata: dict[str, Any], position: int) -> None:
                     f"{where} holds the integer {value}, outside the 64-bit range TiDB stores "
                     "exactly (it would come back as a rounded float); store it as a string"
                 )
-                raise ValueError(msg)
+                raise InvalidInputError(msg)
         elif isinstance(value, str) and not is_utf8(value):
             msg = f"{where} holds a string that is not valid UTF-8 (a lone surrogate)"
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
 
 
 def encode_metadata(metadata: Any, position: int) -> str:
@@ -182,7 +183,7 @@ def encode_metadata(metadata: Any, position: int) -> str:
         return "{}"
     if not isinstance(metadata, dict):
         msg = f"metadata at position {position} must be a dict, got {type(metadata).__name__}"
-        raise ValueError(msg)
+        raise InvalidInputError(msg)
     check_metadata(metadata, position)
     try:
         # stdlib json on purpose: orjson would quietly turn NaN into null and datetimes into
@@ -190,7 +191,7 @@ def encode_metadata(metadata: Any, position: int) -> str:
         return json.dumps(metadata, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         msg = f"metadata at position {position} is not JSON-serialisable: {exc}"
-        raise ValueError(msg) from None
+        raise InvalidInputError(msg) from None
 
 
 def decode_metadata(text: str | bytes | None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from langchain_tidb_bedrock.db.runner import Op, embed_query, read, write
-from langchain_tidb_bedrock.errors import TiFlashUnavailableError
+from langchain_tidb_bedrock.errors import InvalidInputError, TiFlashUnavailableError
 from langchain_tidb_bedrock.vectorstores.encoding import encode_query_vector
 from langchain_tidb_bedrock.vectorstores.schema import (
     DistanceStrategy,
@@ -83,7 +83,7 @@ def add_index_sql(table: str, strategy: DistanceStrategy, *, on_demand_replica: 
             f"TiDB has no vector index for {strategy.value!r} distance "
             "(only cosine and l2 are indexable)"
         )
-        raise ValueError(msg)
+        raise InvalidInputError(msg)
     suffix = " ADD_COLUMNAR_REPLICA_ON_DEMAND" if on_demand_replica else ""
     return (
         f"ALTER TABLE {quote_identifier(table)} ADD VECTOR INDEX `{index_name(table)}` "
@@ -125,7 +125,7 @@ def _op_existing(table: TableState) -> Op[None]:
     info = yield from table.op_info()
     if info is None:
         msg = f"table {table.name!r} does not exist yet: add documents first"
-        raise ValueError(msg)
+        raise InvalidInputError(msg)
 
 
 def op_create_vector_index(table: TableState, host: str | None) -> Op[None]:

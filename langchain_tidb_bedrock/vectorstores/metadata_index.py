@@ -31,6 +31,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from langchain_tidb_bedrock.errors import InvalidInputError
 from langchain_tidb_bedrock.vectorstores.filters import split_path, validate_filter
 from langchain_tidb_bedrock.vectorstores.schema import quote_identifier
 
@@ -115,19 +116,19 @@ def declare(key: object, tp: object) -> MetadataIndex:
     """
     if not isinstance(key, str) or not key or key.startswith("$"):
         msg = f"indexed_metadata key must be a metadata field name, got {key!r}"
-        raise ValueError(msg)
+        raise InvalidInputError(msg)
     try:
         validate_filter({key: {"$exists": True}})
     except Exception as exc:
         msg = f"indexed_metadata key {key!r} is not a valid metadata field: {exc}"
-        raise ValueError(msg) from None
+        raise InvalidInputError(msg) from None
     name = _type_name(tp)
     if name not in _KINDS:
         msg = (
             f"indexed_metadata[{key!r}]: unsupported type {tp!r}; use str, int, float or "
             "list[str]" + (" (a boolean index would not narrow anything)" if name == "bool" else "")
         )
-        raise ValueError(msg)
+        raise InvalidInputError(msg)
     return MetadataIndex(key, name)
 
 
@@ -137,7 +138,7 @@ def declare_all(spec: Mapping[str, Any] | None) -> dict[tuple[str, ...], Metadat
         return {}
     if not isinstance(spec, Mapping):
         msg = f"indexed_metadata must be a dict of key -> type, got {spec!r}"
-        raise ValueError(msg)
+        raise InvalidInputError(msg)
     out: dict[tuple[str, ...], MetadataIndex] = {}
     for key, tp in spec.items():
         idx = declare(key, tp)

@@ -13,8 +13,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from langchain_tidb_bedrock.errors import InvalidInputError
 from langchain_tidb_bedrock.vectorstores import metadata_index
-from langchain_tidb_bedrock.vectorstores.filters import compile_filter
+from langchain_tidb_bedrock.vectorstores.filters import CheckedFilter, compile_filter
 from langchain_tidb_bedrock.vectorstores.metadata_index import MetadataIndex
 from langchain_tidb_bedrock.vectorstores.schema import DistanceStrategy, quote_identifier
 
@@ -43,6 +44,8 @@ class PrefilterPlan:
 
 def filter_key(filter: Mapping[str, Any]) -> str:
     """A cache key for a (validated) filter: JSON keeps 1, 1.0, "1" and true apart."""
+    if isinstance(filter, CheckedFilter):
+        return filter.key  # serialised once, when it was checked
     return json.dumps(filter, sort_keys=True, separators=(",", ":"))
 
 
@@ -149,7 +152,7 @@ class Queries:
         plan = plan or PrefilterPlan()
         if branch is not None and branch not in BRANCHES:
             msg = f"branch must be one of {BRANCHES}, got {branch!r}"
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
         key = ("pre", k, with_vector, plan, branch, filter_key(filter))
 
         def build() -> sa.Select[Any]:
@@ -283,7 +286,7 @@ class Queries:
         condition = compile_filter(filter, self.table.c.meta)
         if condition is None:
             msg = "delete(filter=...) needs a non-empty filter; use clear() to delete every row"
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
         return sa.delete(self.table).where(*self.narrowing(filter, self.table.c.meta), condition)
 
     def count(self) -> sa.Select[Any]:

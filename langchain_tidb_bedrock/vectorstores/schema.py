@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from langchain_tidb_bedrock.db.identifiers import quote_identifier, validate_identifier
+from langchain_tidb_bedrock.errors import InvalidInputError
 
 __all__ = [
     "DistanceStrategy",
@@ -64,7 +65,7 @@ class DistanceStrategy(str, Enum):
         except ValueError:
             options = ", ".join(repr(m.value) for m in cls)
             msg = f"distance_strategy must be one of {options}, got {value!r}"
-            raise ValueError(msg) from None
+            raise InvalidInputError(msg) from None
 
 
 def index_name(table: str) -> str:
@@ -78,7 +79,7 @@ def create_table_sql(
     """DDL for a new store table, with an inline HNSW index when ``with_index``."""
     if not 1 <= dimension <= MAX_DIMENSION:
         msg = f"embedding dimension must be between 1 and {MAX_DIMENSION}, got {dimension}"
-        raise ValueError(msg)
+        raise InvalidInputError(msg)
     index = ""
     if with_index:
         index = (
@@ -157,11 +158,11 @@ def read_table_info(rows: list[Any], table: str) -> TableInfo | None:
             f"table {table!r} exists but is not a vector store table: "
             f"missing column(s) {', '.join(sorted(missing))}"
         )
-        raise ValueError(msg)
+        raise InvalidInputError(msg)
     vec = _VECTOR_TYPE.match(cols["embedding"][0])
     if vec is None:
         msg = f"table {table!r}: column `embedding` is {cols['embedding'][0]}, not VECTOR"
-        raise ValueError(msg)
+        raise InvalidInputError(msg)
     varchar = _VARCHAR_TYPE.match(cols["id"][0])
     legacy = _LEGACY_METRIC.search(cols["embedding"][1])
     return TableInfo(

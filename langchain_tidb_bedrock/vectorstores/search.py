@@ -14,6 +14,7 @@ from langchain_core.documents import Document
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from langchain_tidb_bedrock.db.runner import Op, embed_query, read
+from langchain_tidb_bedrock.errors import InvalidInputError
 from langchain_tidb_bedrock.vectorstores.encoding import (
     decode_metadata,
     decode_vector,
@@ -92,7 +93,7 @@ class Search:
         strategy = requested or self.filter_strategy
         if strategy not in ("auto", "pre", "post"):
             msg = f"filter_strategy must be 'auto', 'pre' or 'post', got {strategy!r}"
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
         if strategy == "auto":
             # Without an index, "pre" is exact and as fast; with one, "post" keeps using it.
             return "post" if self.table.index_ready else "pre"
@@ -111,11 +112,26 @@ class Search:
         """Rows of the k nearest (NULL distances skipped), with the table's filter plan."""
         if not isinstance(k, int) or k < 1:
             msg = f"k must be a positive integer, got {k!r}"
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
         filter = check_filter(filter)
         info = yield from self.table.op_info()
         if info is None:
             return []
+        rows = yield from self._op_nearest(
+            vector, k, filter, with_vector, filter_strategy, overfetch
+        )
+        return rows
+
+    def _op_nearest(
+        self,
+        vector: Sequence[float],
+        k: int,
+        filter: Mapping[str, Any] | None,
+        with_vector: bool,
+        filter_strategy: str | None,
+        overfetch: int,
+    ) -> Op[list[Any]]:
+        # The filter is checked and the table described: nothing here does either again.
         qv = encode_query_vector(
             vector, self.table.dimension, reject_zero=self.table.strategy is DistanceStrategy.COSINE
         )
@@ -177,12 +193,15 @@ class Search:
         self, query: str, k: int, filter: Mapping[str, Any] | None, filter_strategy: str | None
     ) -> Op[list[tuple[Document, float]]]:
         """Embed ``query`` and return the k nearest documents with distances."""
+        if not isinstance(k, int) or k < 1:
+            msg = f"k must be a positive integer, got {k!r}"
+            raise InvalidInputError(msg)
         filter = check_filter(filter)
         info = yield from self.table.op_info()
         if info is None:
             return []
         vector = yield from embed_query(query)
-        rows = yield from self.op_search_vector(vector, k, filter, filter_strategy=filter_strategy)
+        rows = yield from self._op_nearest(vector, k, filter, False, filter_strategy, 10)
         return docs_with_scores(rows)
 
     def op_by_vector(
@@ -211,7 +230,7 @@ class Search:
         """Fetch ``fetch_k`` nearest, then pick k by maximal marginal relevance."""
         if not 0.0 <= lambda_mult <= 1.0:
             msg = f"lambda_mult must be between 0 and 1, got {lambda_mult}"
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
         filter = check_filter(filter)
         info = yield from self.table.op_info()
         if info is None:

@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from langchain_tidb_bedrock.db.runner import Op, read, write
+from langchain_tidb_bedrock.errors import InvalidInputError
 from langchain_tidb_bedrock.vectorstores import indexes, metadata_index
 from langchain_tidb_bedrock.vectorstores.hybrid import KeywordTables
 from langchain_tidb_bedrock.vectorstores.metadata_index import MetadataIndex
@@ -62,9 +63,11 @@ class TableState:
         self._warned_missing = False
         self.name = name
         self.table = table_object(name)
+        # What the caller asked for, never overwritten ...
         self.strategy_given = strategy
-        self.dimension = dimension
+        self.dimension_given = dimension
         self.vector_index = vector_index
+        # ... and what the server reported, replaced as a whole when the table is described.
         self.info: TableInfo | None = None
         self.index_ready = False
         self._tiflash: bool | None = None
@@ -78,7 +81,21 @@ class TableState:
     @property
     def strategy(self) -> DistanceStrategy:
         """The metric: as given, else read from a legacy table, else cosine."""
-        return self.strategy_given or DistanceStrategy.COSINE
+        if self.strategy_given is not None:
+            return self.strategy_given
+        info = self.info
+        if info is not None and info.legacy_metric is not None:
+            # A langchain-community table records its metric in a column comment.
+            return info.legacy_metric
+        return DistanceStrategy.COSINE
+
+    @property
+    def dimension(self) -> int | None:
+        """The vector size: the table's when it exists, else as given (None: inferred)."""
+        info = self.info
+        if info is not None and info.dimension is not None:
+            return info.dimension
+        return self.dimension_given
 
     @property
     def queries(self) -> Queries:
@@ -92,13 +109,22 @@ class TableState:
             self._queries = Queries(self.table, self.strategy, self.metadata_indexes)
         return self._queries  # type: ignore[return-value]
 
-    def forget(self) -> None:
-        """Drop what was learnt (after the table was dropped)."""
+    def facts(self) -> tuple[Any, ...] | None:
+        """What this store currently believes of its table (None: nothing learnt yet)."""
+        if self.info is None:
+            return None
+        keyword = self.keyword is not None
+        return (self.info, tuple(sorted(self.metadata_indexes)), self.index_ready, keyword)
+
+    def forget(self) -> tuple[Any, ...] | None:
+        """Drop what was learnt (the table was dropped, or may have changed); return it."""
+        before = self.facts()
         self.info = None
         self.index_ready = False
         self.metadata_indexes = {}
         self.keyword = None
         self.fulltext = None
+        return before
 
     # ------------------------------------------------------------------ operations
 
@@ -122,18 +148,14 @@ class TableState:
         return info
 
     def _adopt(self, info: TableInfo) -> None:
+        given = self.dimension_given
+        if info.dimension is not None and given is not None and given != info.dimension:
+            msg = (
+                f"table {self.name!r} stores {info.dimension}-dimensional vectors, "
+                f"but embedding_dimension={given} was given"
+            )
+            raise InvalidInputError(msg)
         with self._lock:
-            if info.dimension is not None:
-                if self.dimension is not None and self.dimension != info.dimension:
-                    msg = (
-                        f"table {self.name!r} stores {info.dimension}-dimensional vectors, "
-                        f"but embedding_dimension={self.dimension} was given"
-                    )
-                    raise ValueError(msg)
-                self.dimension = info.dimension
-            if self.strategy_given is None and info.legacy_metric is not None:
-                # A langchain-community table records its metric in a column comment.
-                self.strategy_given = info.legacy_metric
             self.info = info
 
     def _adopt_keyword(self, info: TableInfo) -> None:
@@ -173,7 +195,7 @@ class TableState:
         info = yield from self.op_info()
         if info is None:
             msg = f"table {self.name!r} does not exist yet: add documents or call create_table()"
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
         present = self.metadata_indexes.get(idx.path)
         if present is not None:
             if metadata_index.same_kind(present, idx):
@@ -182,7 +204,7 @@ class TableState:
                 f"metadata key {idx.key!r} is already indexed as {present.type}, not {idx.type}; "
                 "drop that index first to change its type"
             )
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
         steps = [(sql, [params]) for sql, params in metadata_index.add_index_ddl(self.name, idx)]
         try:
             for step in steps:  # DDL commits by itself: one statement per request
@@ -192,7 +214,7 @@ class TableState:
             self.info = None
             yield from self.op_info()
             if idx.path not in self.metadata_indexes:
-                raise ValueError(metadata_index.refusal(idx, exc)) from exc
+                raise InvalidInputError(metadata_index.refusal(idx, exc)) from exc
             return False
         self.metadata_indexes = {**self.metadata_indexes, idx.path: idx}
         return True
@@ -219,7 +241,7 @@ class TableState:
                     f"embedding dimension mismatch: table {self.name!r} stores "
                     f"{info.dimension}-dimensional vectors, got {dimension}"
                 )
-                raise ValueError(msg)
+                raise InvalidInputError(msg)
             yield from self.op_ensure_metadata_indexes()
             return info
         tiflash = yield from self.op_has_tiflash()
@@ -228,7 +250,7 @@ class TableState:
             want_index = tiflash and self.strategy.indexable
         elif want_index and not self.strategy.indexable:
             msg = f"no vector index exists for {self.strategy.value!r} distance"
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
         ddl = create_table_sql(self.name, dimension, self.strategy, with_index=bool(want_index))
         if self.keyword_wanted:
             # Side tables first: a table that exists always has its keyword index complete.

@@ -19,7 +19,12 @@ from tqdm.auto import tqdm
 
 from langchain_tidb_bedrock.db.bulk import LoadRows, is_load_data_refused
 from langchain_tidb_bedrock.db.runner import Op, embed_documents, write
-from langchain_tidb_bedrock.errors import LoadDataWarningError, WriteError
+from langchain_tidb_bedrock.errors import (
+    CommitUnknownError,
+    InvalidInputError,
+    LoadDataWarningError,
+    WriteError,
+)
 from langchain_tidb_bedrock.vectorstores.encoding import (
     encode_metadata,
     encode_vectors,
@@ -42,16 +47,16 @@ def check_text(position: int, text: object, *, to_embed: bool = False) -> None:
     """Refuse a text TiDB or the embedding model would reject, naming its position."""
     if not isinstance(text, str):
         msg = f"text at position {position} must be a string, got {type(text).__name__}"
-        raise ValueError(msg)
+        raise InvalidInputError(msg)
     if to_embed and not text.strip():
         msg = (
             f"text at position {position} is empty or whitespace only: the embedding model "
             "cannot embed it"
         )
-        raise ValueError(msg)
+        raise InvalidInputError(msg)
     if not is_utf8(text):
         msg = f"text at position {position} is not valid UTF-8 (it has a lone surrogate)"
-        raise ValueError(msg)
+        raise InvalidInputError(msg)
 
 
 def _check_entry(position: int, size: int) -> None:
@@ -61,7 +66,7 @@ def _check_entry(position: int, size: int) -> None:
             f"metadata; TiDB stores at most {_ENTRY_BYTES / 2**20:.0f} MiB per row: split it "
             "into smaller documents"
         )
-        raise ValueError(msg)
+        raise InvalidInputError(msg)
 
 
 def _row_bytes(row: tuple[str, ...]) -> int:
@@ -102,7 +107,7 @@ class Writer:
         id_list = list(ids)
         if count is not None and len(id_list) != count:
             msg = f"got {count} texts but {len(id_list)} ids; pass one id per text"
-            raise ValueError(msg)
+            raise InvalidInputError(msg)
         return [str(uuid.uuid4()) if i is None else i for i in id_list]
 
     def _check_batch_ids(
@@ -111,16 +116,16 @@ class Writer:
         for n, doc_id in enumerate(batch_ids, start=offset):
             if not isinstance(doc_id, str) or not doc_id:
                 msg = f"id at position {n} must be a non-empty string, got {doc_id!r}"
-                raise ValueError(msg)
+                raise InvalidInputError(msg)
             if not is_utf8(doc_id):
                 msg = f"id at position {n} is not valid UTF-8 (it has a lone surrogate)"
-                raise ValueError(msg)
+                raise InvalidInputError(msg)
             if len(doc_id) > limit:
                 msg = f"id at position {n} is {len(doc_id)} characters; this table allows {limit}"
-                raise ValueError(msg)
+                raise InvalidInputError(msg)
             if doc_id in seen:
                 msg = f"duplicate id {doc_id!r} at position {n}: ids must be unique in one call"
-                raise ValueError(msg)
+                raise InvalidInputError(msg)
             seen.add(doc_id)
 
     def op_add(
@@ -151,7 +156,7 @@ class Writer:
             meta_list = list(metadatas) if metadatas is not None else None
             if meta_list is not None and len(meta_list) != len(text_list):
                 msg = f"got {len(text_list)} texts but {len(meta_list)} metadatas"
-                raise ValueError(msg)
+                raise InvalidInputError(msg)
             for n, t in enumerate(text_list):
                 check_text(n, t, to_embed=vectors is None and self.refuse_blank)
             encoded_meta = [encode_metadata(m, n) for n, m in enumerate(meta_list or [])]
@@ -169,7 +174,7 @@ class Writer:
                 )
                 if len(validated) != len(text_list):
                     msg = f"got {len(text_list)} texts but {len(validated)} embeddings"
-                    raise ValueError(msg)
+                    raise InvalidInputError(msg)
             rows: Iterator[tuple[str, dict[str, Any] | str | None, str | None, Any]] = (
                 (
                     text_list[n],
@@ -216,7 +221,7 @@ class Writer:
                             f"the embedding model returned {len(raw_vectors)} vectors "
                             f"for {len(b_texts)} texts"
                         )
-                        raise ValueError(msg)
+                        raise InvalidInputError(msg)
                 matrix = (
                     raw_vectors
                     if validated is not None
@@ -254,7 +259,7 @@ class Writer:
         for chunk in slices:
             try:
                 yield from self._write_chunk(chunk)
-            except sa.exc.DBAPIError as exc:
+            except (sa.exc.DBAPIError, CommitUnknownError) as exc:
                 raise WriteError(self.table.name, start, len(chunk), start, exc) from exc
             start += len(chunk)
 
@@ -264,7 +269,11 @@ class Writer:
         kt = self.table.keyword
         side = kt.write_steps([r[0] for r in params], [r[2] for r in params]) if kt else []
         if not self.bulk_load:
-            yield from write((upsert, params), *side)
+            try:
+                yield from write((upsert, params), *side)
+            except CommitUnknownError:
+                # Lost during COMMIT: the upsert is idempotent, so running it again is safe.
+                yield from write((upsert, params), *side)
             return
         try:
             yield from write(LoadRows(self.table.name, params, upsert), *side)
@@ -295,7 +304,7 @@ class Writer:
                 vec = next(vectors) if vectors is not None else None
             except StopIteration:
                 msg = f"metadatas, ids or embeddings ran out at position {n}: lengths differ"
-                raise ValueError(msg) from None
+                raise InvalidInputError(msg) from None
             yield text, meta, doc_id, vec
 
     def op_update_metadata(self, metadata: Mapping[str, dict[str, Any]]) -> Op[int]:

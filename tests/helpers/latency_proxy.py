@@ -53,6 +53,7 @@ class _Link:
         self.outbox: collections.deque[tuple[float, bytes | None]] = collections.deque()
         self.ready = threading.Condition()
         self.awaiting_response = False
+        self.dropping = False  # after a cut: the server's replies never reach the client
         self.threads = [
             threading.Thread(target=self._client_to_server, daemon=True),
             threading.Thread(target=self._server_to_proxy, daemon=True),
@@ -78,6 +79,19 @@ class _Link:
                 with self.proxy._lock:
                     # A request starts (or continues): the next server bytes answer it.
                     self.awaiting_response = True
+                marker = self.proxy.cut_after
+                if marker is not None and marker in data:
+                    # The request reaches the server; its reply is lost with the connection.
+                    with self.proxy._lock:
+                        self.proxy.cuts_left -= 1
+                        if self.proxy.cuts_left <= 0:
+                            self.proxy.cut_after = None
+                        self.proxy.cuts_made += 1
+                    self.dropping = True  # before sending: the reply may come at once
+                    self.server.sendall(data)
+                    time.sleep(0.3)
+                    self.close()
+                    return
                 self.server.sendall(data)
             self.server.shutdown(socket.SHUT_WR)
         except OSError:
@@ -86,6 +100,8 @@ class _Link:
     def _server_to_proxy(self) -> None:
         try:
             while data := self.server.recv(_CHUNK):
+                if self.dropping:
+                    continue
                 with self.proxy._lock:
                     if self.awaiting_response:
                         self.awaiting_response = False
@@ -157,6 +173,10 @@ class LatencyProxy:
         self.max_connections = max_connections
         self.lifetime = lifetime
         self.connections = 0
+        # Bytes that, once forwarded to the server, cut that connection before any reply (once).
+        self.cut_after: bytes | None = None
+        self.cuts_left = 1  # how many such requests are cut before cut_after resets
+        self.cuts_made = 0
         self._round_trips = 0
         self._lock = threading.Lock()
         self._links: list[_Link] = []

@@ -94,9 +94,14 @@ def test_engine_settings_cannot_be_mixed_with_a_shared_engine(tidb_url: str) -> 
     engine.close()
 
 
-def test_from_env_reads_tidb_variables_and_refuses_nothing() -> None:
+def test_from_env_reads_tidb_variables_and_falls_back_only_when_nothing_is_set() -> None:
     with pytest.raises(ConnectionConfigError, match="TIDB_HOST"):
-        TiDBEngine.from_env({})
+        TiDBEngine.from_env({}, offline=False)
+    local = TiDBEngine.from_env({})  # nothing set: the local server, started on first use
+    assert "local tidb-server" in repr(local)
+    assert local._pools is None  # no I/O yet
+    with pytest.raises(ConnectionConfigError, match="TIDB_USER and TIDB_PASSWORD are set"):
+        TiDBEngine.from_env({"TIDB_USER": "app", "TIDB_PASSWORD": "pw"})  # a misspelt host
     engine = TiDBEngine.from_env({"TIDB_HOST": "127.0.0.1", "TIDB_PORT": "4999"})
     assert (engine.url.host, engine.url.port) == ("127.0.0.1", 4999)
     assert "4999" in repr(engine)
@@ -134,3 +139,81 @@ async def test_a_silent_connection_fails_the_async_read(local_tidb: object) -> N
         assert time.monotonic() - started < 15
         proxy.rtt = 0.0
         await engine.aclose()
+
+
+def test_a_write_on_a_connection_the_server_closed_is_retried(
+    tidb_url: str, tables: list[str], tidb_engine: sa.Engine
+) -> None:
+    # What a TiDB restart does to a pooled connection used within the idle-ping window.
+    store = TiDBVectorStore(
+        DeterministicFakeEmbedding(size=8),
+        connection_string=tidb_url,
+        table_name=tables[0],
+        bulk_load=False,
+    )
+    store.add_texts(["a", "b"], ids=["1", "2"])
+    with store.engine.connect() as conn:  # the write pool
+        conn_id = conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar()
+        conn.rollback()
+    with tidb_engine.connect() as admin:
+        admin.execute(sa.text(f"KILL {int(conn_id)}"))  # type: ignore[arg-type]
+    store.delete(["1"])  # the first write after the cut succeeds
+    store.add_texts(["c"], ids=["3"])
+    assert sorted(d.id or "" for d in store.get_by_ids(["1", "2", "3"])) == ["2", "3"]
+    store.close()
+
+
+async def test_an_async_write_on_a_closed_connection_is_retried(
+    tidb_url: str, tables: list[str], tidb_engine: sa.Engine
+) -> None:
+    store = TiDBVectorStore(
+        DeterministicFakeEmbedding(size=8),
+        connection_string=tidb_url,
+        table_name=tables[0],
+        bulk_load=False,
+    )
+    await store.aadd_texts(["a", "b"], ids=["1", "2"])
+    _, write_engine = await store.tidb_engine._engines_for_loop()
+    async with write_engine.connect() as conn:
+        conn_id = (await conn.execute(sa.text("SELECT CONNECTION_ID()"))).scalar()
+        await conn.rollback()
+    with tidb_engine.connect() as admin:
+        admin.execute(sa.text(f"KILL {int(conn_id)}"))  # type: ignore[arg-type]
+    await store.adelete(["1"])
+    assert [d.id for d in await store.aget_by_ids(["1", "2"])] == ["2"]
+    await store.aclose()
+
+
+@pytest.mark.parametrize("bulk_load", [False, True])
+@pytest.mark.parametrize("cuts", [1, 2])
+def test_a_connection_lost_during_commit(
+    local_tidb: object, tables: list[str], tidb_engine: sa.Engine, bulk_load: bool, cuts: int
+) -> None:
+    from langchain_tidb_bedrock import WriteError
+
+    with LatencyProxy(local_tidb.port, lifetime=60) as proxy:  # type: ignore[attr-defined]
+        store = TiDBVectorStore(
+            DeterministicFakeEmbedding(size=8),
+            connection_string=proxy.url(local_tidb.url),  # type: ignore[attr-defined]
+            table_name=tables[0],
+            bulk_load=bulk_load,
+        )
+        store.add_texts(["warm"], ids=["w"])
+        # The whole COM_QUERY packet of COMMIT (not "SET AUTOCOMMIT" on a new connection).
+        proxy.cut_after, proxy.cuts_left = b"\x07\x00\x00\x00\x03COMMIT", cuts
+        texts = [f"passage {i}" for i in range(50)]
+        if cuts == 1:
+            # One lost COMMIT: the upsert is idempotent, so it ran again and succeeded.
+            assert len(store.add_texts(texts, ids=[str(i) for i in range(50)])) == 50
+        else:
+            # Lost again: the error says the rows may be stored (never "none after").
+            with pytest.raises(WriteError, match="may be stored") as caught:
+                store.add_texts(texts, ids=[str(i) for i in range(50)])
+            assert caught.value.commit_unknown
+            assert "none after are stored" not in str(caught.value)
+        assert proxy.cuts_made == cuts
+        store.close()
+    # Every COMMIT reached the server: all 50 rows are there, as the error allowed.
+    with tidb_engine.connect() as conn:
+        stored = conn.execute(sa.text(f"SELECT COUNT(*) FROM `{tables[0]}`")).scalar()
+    assert stored == 51
