@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     )
     from langchain_tidb_bedrock.indexing.record_manager import TiDBRecordManager
     from langchain_tidb_bedrock.langgraph.checkpoint import TiDBSaver
+    from langchain_tidb_bedrock.langgraph.store import TiDBStore
     from langchain_tidb_bedrock.storage.byte_store import TiDBByteStore
     from langchain_tidb_bedrock.storage.doc_store import TiDBDocStore
     from langchain_tidb_bedrock.vectorstores.base import TiDBVectorStore
@@ -94,6 +95,7 @@ _EXPORTS: dict[str, str] = {
     "TiDBByteStore": "storage.byte_store",
     "TiDBDocStore": "storage.doc_store",
     "TiDBSaver": "langgraph.checkpoint",
+    "TiDBStore": "langgraph.store",
 }
 
 
@@ -147,6 +149,7 @@ __all__ = [
     "TiDBRecordManager",
     "TiDBSaver",
     "TiDBSemanticCache",
+    "TiDBStore",
     "TiDBTranslator",
     "TiDBVectorStore",
     "TiFlashUnavailableError",

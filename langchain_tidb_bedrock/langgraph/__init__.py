@@ -4,5 +4,6 @@ Importing ``langchain_tidb_bedrock`` never imports this folder; its names resolv
 """
 
 from langchain_tidb_bedrock.langgraph.checkpoint import TiDBSaver
+from langchain_tidb_bedrock.langgraph.store import TiDBIndexConfig, TiDBStore
 
-__all__ = ["TiDBSaver"]
+__all__ = ["TiDBIndexConfig", "TiDBSaver", "TiDBStore"]

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.mysql import insert
 
 from langchain_tidb_bedrock.db.identifiers import quote_identifier
 from langchain_tidb_bedrock.db.runner import Op, Rows, WriteStep, read, write
+from langchain_tidb_bedrock.langgraph._retry import write_retrying
 from langchain_tidb_bedrock.langgraph.checkpoint_schema import CheckpointTables
 
 __all__ = [
@@ -35,9 +36,6 @@ __all__ = [
 ]
 
 Key = tuple[str, str, str]  # (thread_id, checkpoint_ns, checkpoint_id)
-_ATTEMPTS = 4
-# Deadlock, write conflict, "try again later", and schema changed: a retry may succeed.
-_RETRYABLE = {1213, 9007, 8002, 8022, 8028}
 _DELTA_KEYS = ("$.counters_since_delta_snapshot", "$.delta_writes_versioned")
 _COLUMNS = (
     "part",
@@ -56,24 +54,6 @@ _COLUMNS = (
     "data",
     "metadata",
 )
-
-
-def _retryable(exc: sa.exc.DBAPIError) -> bool:
-    args = getattr(exc.orig, "args", ())
-    code = args[0] if args and isinstance(args[0], int) else None
-    # 1105 is TiDB's catch-all code; this one means "too many lock conflicts, try again".
-    return code in _RETRYABLE or (code == 1105 and "lock retry limit" in str(exc.orig))
-
-
-def _write_retrying(*steps: WriteStep) -> Op[int]:
-    """One transaction, run again when TiDB reports a deadlock or a write conflict."""
-    for attempt in range(_ATTEMPTS):
-        try:
-            return (yield from write(*steps))
-        except sa.exc.DBAPIError as exc:
-            if attempt == _ATTEMPTS - 1 or not _retryable(exc):
-                raise
-    raise AssertionError  # pragma: no cover - the loop returns or raises
 
 
 def _many(table: sa.Table, columns: Sequence[str], on_duplicate: str) -> str:
@@ -139,7 +119,7 @@ def op_put(
         f"`{c}` = VALUES(`{c}`)" for c in ("run_id", "type", "checkpoint", "metadata")
     )
     steps.append((_many(t.checkpoints, cols, on_dup), [checkpoint]))
-    yield from _write_retrying(*steps)
+    yield from write_retrying(*steps)
 
 
 def op_put_writes(t: CheckpointTables, rows: list[tuple[Any, ...]], *, replace: bool) -> Op[None]:
@@ -179,7 +159,7 @@ def op_put_writes(t: CheckpointTables, rows: list[tuple[Any, ...]], *, replace: 
     else:
         on_dup = "`type` = `type`"
     steps.append((_many(t.writes, cols, on_dup), sorted(rows)))
-    yield from _write_retrying(*steps)
+    yield from write_retrying(*steps)
 
 
 # ---------------------------------------------------------------------------------- reads
@@ -362,7 +342,7 @@ def _by_threads(t: CheckpointTables, thread_ids: Sequence[str]) -> list[WriteSte
 def op_delete_thread(t: CheckpointTables, thread_ids: Sequence[str]) -> Op[None]:
     """Delete every row of these threads, in one transaction."""
     if thread_ids:
-        yield from _write_retrying(*_by_threads(t, thread_ids))
+        yield from write_retrying(*_by_threads(t, thread_ids))
 
 
 def _collect_blobs(t: CheckpointTables, candidates: Rows) -> list[WriteStep]:
@@ -426,7 +406,7 @@ def op_delete_for_runs(t: CheckpointTables, short_ids: list[str], long_ids: list
         steps.append(sa.delete(table).where(cols.in_(keys)))
     steps.append(sa.delete(c).where(chosen))
     steps += _collect_blobs(t, candidates)
-    yield from _write_retrying(*steps)
+    yield from write_retrying(*steps)
 
 
 def op_copy_thread(t: CheckpointTables, source: str, target: str) -> Op[None]:
@@ -444,7 +424,7 @@ def op_copy_thread(t: CheckpointTables, source: str, target: str) -> Op[None]:
         )
         updates = {n: stmt.inserted[n] for n in names if n not in keys}
         steps.append(stmt.on_duplicate_key_update(updates))
-    yield from _write_retrying(*steps)
+    yield from write_retrying(*steps)
 
 
 def op_prune(t: CheckpointTables, thread_ids: Sequence[str], strategy: str) -> Op[None]:
@@ -512,7 +492,7 @@ def _keep_latest(t: CheckpointTables, thread_id: str) -> Op[None]:
                 .values(parent_checkpoint_id=None)
             )
     steps += _collect_blobs(t, candidates)
-    yield from _write_retrying(*steps)
+    yield from write_retrying(*steps)
 
 
 def _older(table: sa.Table, heads: dict[str, str], calls: set[str]) -> sa.ColumnElement[bool]:

@@ -36,6 +36,7 @@ EXPECTED_ALL = {
     "TiDBRecordManager",
     "TiDBSaver",
     "TiDBSemanticCache",
+    "TiDBStore",
     "RAG_PROMPT",
     "TiDBBedrockError",
     "TiDBTranslator",
