@@ -194,15 +194,39 @@ def _section(text: str, marker: str) -> str | None:
 
 def _question(text: str, last_user: str) -> str:
     found = _section(text, "Question:")
-    return found if found is not None else last_user.strip()
+    if found is not None:
+        return found
+    # No "Question:" marker (a user's own prompt): the last line that asks, else the last line.
+    lines = [line.strip() for line in (last_user or text).splitlines() if line.strip()]
+    asking = [line for line in lines if line.endswith("?")]
+    return (asking or lines or [""])[-1]
+
+
+_ASKED_LINE = re.compile(r"\s*(?:question|answer)\s*:", re.IGNORECASE)
+
+
+def _free_passages(text: str, question: str) -> list[tuple[str, str]]:
+    """Context in any format: every paragraph except the question, unlabelled."""
+    found: list[tuple[str, str]] = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        kept = [
+            re.sub(r"^\s*(?:context|documents?|passages?)\s*:\s*", "", line, flags=re.I)
+            for line in paragraph.splitlines()
+            if line.strip() and question not in line and not _ASKED_LINE.match(line)
+        ]
+        if kept:
+            found.append(("", " ".join(" ".join(kept).split())))
+    return found
 
 
 def answer(text: str, last_user: str) -> str:
     """Extractive answer: the best-overlapping passage sentences with ``[n]`` citations."""
-    asked = set(content_words(_question(text, last_user)))
+    question = _question(text, last_user)
+    asked = set(content_words(question))
     scored: list[tuple[int, int, str, str]] = []
     order = 0
-    for label, passage in _passages(text):
+    # ``[n] text`` passages (this package's prompt), else any context around the question.
+    for label, passage in _passages(text) or _free_passages(text, question):
         for raw in _SENTENCE_END.split(passage):
             sentence = raw.strip()
             if not sentence:
@@ -219,7 +243,9 @@ def answer(text: str, last_user: str) -> str:
     if len(scored) > 1 and -scored[1][0] * 2 >= best:
         picked.append(scored[1])
     picked.sort(key=lambda item: item[1])  # keep document order in the answer
-    return PREFIX + " ".join(f"{sentence} [{label}]" for _, _, label, sentence in picked)
+    return PREFIX + " ".join(
+        f"{sentence} [{label}]" if label else sentence for _, _, label, sentence in picked
+    )
 
 
 def rewrite(text: str) -> str:

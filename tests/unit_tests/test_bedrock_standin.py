@@ -165,3 +165,21 @@ def test_source_lines_are_not_quoted() -> None:
     assert models.generate(prompt) == (
         "(LocalBedrock stand-in) TiDB is a distributed SQL database. [1]"
     )
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        # A user's own LCEL prompt: context paragraphs, then the question, no [n] labels.
+        "Use this context to answer.\n\nTiDB is a distributed SQL database. Cats sleep.\n\n"
+        "What is TiDB?",
+        "Context: TiDB is a distributed SQL database.\nQuestion: What is TiDB?",
+        "Documents:\nCats sleep.\nTiDB is a distributed SQL database.\n\nWhat is TiDB?",
+    ],
+)
+def test_the_standin_answers_from_any_context_format(prompt: str) -> None:
+    assert models.generate(prompt) == "(LocalBedrock stand-in) TiDB is a distributed SQL database."
+
+
+def test_the_standin_still_says_it_does_not_know_without_matching_context() -> None:
+    assert models.generate("Cats sleep a lot.\n\nWhat is TiDB?") == models.I_DONT_KNOW
