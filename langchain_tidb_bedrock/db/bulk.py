@@ -5,17 +5,24 @@ reads the rows as tab-separated fields, roughly twice as fast here. ``REPLACE`` 
 end state as our ``INSERT ... ON DUPLICATE KEY UPDATE`` (every column is rewritten).
 
 Safety: the client capability is negotiated at connect time, but PyMySQL's permission flag stays
-off except while our own statement runs, and during it a guard sends only the file we wrote: a
+off except while our own statement runs, and during it a guard sends only the rows we hold: a
 server that asks for any other file (``~/.aws/credentials``...) gets a refusal, never its bytes.
+
+No file: the rows go from memory to the socket under a one-time name, so a process killed
+mid-load (``kill -9`` runs no cleanup) leaves no ids, vectors or text on disk. Earlier versions
+wrote ``ltb-load-*.tsv`` spill files; the first bulk-loading engine sweeps old ones away.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from langchain_tidb_bedrock.db.identifiers import quote_identifier
@@ -25,10 +32,12 @@ __all__ = ["LoadRows", "enable_local_infile_capability", "load_rows", "supports_
 
 _CLIENT_LOCAL_FILES = 128  # pymysql.constants.CLIENT.LOCAL_FILES
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
-# A RAM-backed directory where there is one: the file lives for one statement.
-# mkstemp creates it 0600 with a random name, so a shared directory is safe.
+# Where earlier versions wrote their spill files (a RAM-backed directory where there is one).
 _SHM = "/dev/shm"  # noqa: S108
 _TMP_DIR = _SHM if os.path.isdir(_SHM) and os.access(_SHM, os.W_OK) else None
+# A spill file lived for one statement: one this old belongs to a process that died mid-load.
+_STALE_SPILL_AGE = 3600.0  # seconds
+_SEND_CHUNK = 64 * 1024  # bytes per LOCAL INFILE data packet
 
 
 @dataclass(frozen=True)
@@ -85,9 +94,12 @@ def _install_guard() -> bool:
     def guarded(filename: Any, conn: Any) -> Any:
         if getattr(conn, "_ltb_owned", False):
             name = filename.decode() if isinstance(filename, bytes) else str(filename)
-            if name != getattr(conn, "_ltb_load_file", None):
+            data = getattr(conn, "_ltb_load_data", None)
+            if data is None or name != getattr(conn, "_ltb_load_file", None):
                 msg = f"refused the server's request for local file {name!r}"
                 raise PermissionError(msg)
+            _send_from_memory(conn, data)
+            return None
         return original(filename, conn)
 
     guarded._ltb_guard = True  # type: ignore[attr-defined]
@@ -100,11 +112,38 @@ def _install_guard() -> bool:
 _GUARDED = False
 
 
+def _send_from_memory(conn: Any, data: bytes) -> None:
+    # PyMySQL's sender reads a file in packets; these are the same packets, from memory.
+    size = max(1, min(int(getattr(conn, "max_allowed_packet", _SEND_CHUNK)), _SEND_CHUNK))
+    view = memoryview(data)
+    for start in range(0, len(view), size):
+        conn.write_packet(view[start : start + size])
+
+
+def sweep_stale_spill_files(now: float | None = None) -> int:
+    """Remove ``ltb-load-*.tsv`` files that earlier versions left behind; returns how many.
+
+    Only this user's files, and only ones older than any load could still be reading.
+    """
+    now = time.time() if now is None else now
+    removed = 0
+    for directory in {d for d in (_TMP_DIR, tempfile.gettempdir()) if d}:
+        with contextlib.suppress(OSError):
+            for path in Path(directory).glob("ltb-load-*.tsv"):
+                with contextlib.suppress(OSError):
+                    info = path.lstat()
+                    if info.st_uid == os.getuid() and now - info.st_mtime > _STALE_SPILL_AGE:
+                        path.unlink()
+                        removed += 1
+    return removed
+
+
 def enable_local_infile_capability(connect_args: dict[str, Any]) -> None:
     """Ask PyMySQL to negotiate LOCAL INFILE (the per-statement permission stays off)."""
     global _GUARDED  # noqa: PLW0603 - one process-wide patch, installed once
     if not _GUARDED:
         _GUARDED = _install_guard()
+        sweep_stale_spill_files()  # once per process, with the first bulk-loading engine
     connect_args.setdefault("local_infile", True)
 
 
@@ -137,26 +176,26 @@ def _tsv(rows: Sequence[tuple[str, str, str, str]]) -> str:
 def load_rows(dbapi_connection: Any, table: str, rows: Sequence[tuple[str, str, str, str]]) -> int:
     """Run one ``LOAD DATA LOCAL ... REPLACE`` on a raw PyMySQL connection; returns rowcount.
 
+    The rows are sent from memory under a one-time name (no file is written).
     Raises LoadDataWarningError when TiDB reports warnings, so the caller's transaction rolls back.
     """
-    fd, path = tempfile.mkstemp(prefix="ltb-load-", suffix=".tsv", dir=_TMP_DIR)
+    if not supports_load_data(dbapi_connection):
+        msg = "this connection cannot LOAD DATA LOCAL from memory; use the INSERT fallback"
+        raise RuntimeError(msg)
+    name = f"ltb-load-{secrets.token_hex(8)}.tsv"  # a name the guard answers, not a path
+    cursor = dbapi_connection.cursor()
+    dbapi_connection._ltb_load_file = name  # the only name it may send
+    dbapi_connection._ltb_load_data = _tsv(rows).encode("utf-8")
+    dbapi_connection._local_infile = True  # only for this statement
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(_tsv(rows))
-        cursor = dbapi_connection.cursor()
-        dbapi_connection._ltb_load_file = path  # the only file it may send
-        dbapi_connection._local_infile = True  # only for this statement
-        try:
-            cursor.execute(load_data_sql(table), (path,))
-        finally:
-            dbapi_connection._local_infile = False
-            dbapi_connection._ltb_load_file = None
-        if cursor.warning_count:
-            cursor.execute("SHOW WARNINGS LIMIT 3")
-            detail = "; ".join(str(w[2]) for w in cursor.fetchall())
-            msg = f"LOAD DATA into {table!r} reported warnings: {detail}"
-            raise LoadDataWarningError(msg)
-        return int(cursor.rowcount)
+        cursor.execute(load_data_sql(table), (name,))
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+        dbapi_connection._local_infile = False
+        dbapi_connection._ltb_load_file = None
+        dbapi_connection._ltb_load_data = None
+    if cursor.warning_count:
+        cursor.execute("SHOW WARNINGS LIMIT 3")
+        detail = "; ".join(str(w[2]) for w in cursor.fetchall())
+        msg = f"LOAD DATA into {table!r} reported warnings: {detail}"
+        raise LoadDataWarningError(msg)
+    return int(cursor.rowcount)

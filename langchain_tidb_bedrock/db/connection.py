@@ -130,8 +130,20 @@ def is_loopback(host: str | None) -> bool:
 
 
 def redact(url: URL | str) -> str:
-    """The URL as text with the password hidden, for logs, reprs and errors."""
-    return make_url(url).render_as_string(hide_password=True)
+    """The URL as text with the password hidden, for logs, reprs and errors.
+
+    Never raises: a URL that does not parse (a bad port, say) shows only its scheme. A host
+    holding ``@`` is the tail of a password with an unencoded ``@``: it is masked too.
+    """
+    try:
+        u = make_url(url)
+        u.port  # noqa: B018 - parsed lazily: a bad port raises here
+    except (sa.exc.ArgumentError, ValueError, TypeError):
+        scheme = str(url).split("://", 1)[0] if "://" in str(url) else ""
+        return f"{scheme}://***" if scheme.replace("+", "").isalnum() else "***"
+    if u.host and "@" in u.host:
+        u = u.set(host="***@" + u.host.rsplit("@", 1)[1])
+    return u.render_as_string(hide_password=True)
 
 
 def _normalise(url: URL | str) -> URL:
@@ -168,6 +180,13 @@ def engine_kwargs(
     unless the URL already carries ``ssl_*`` options or ``tls=False`` is passed.
     """
     u = _normalise(url)
+    if u.host and "@" in u.host:
+        # The driver would try the host "rest-of-password@host" and quote it in its error.
+        msg = (
+            f"the TiDB URL {redact(u)} has '@' in its host: percent-encode an '@' in the "
+            "user name or password as %40"
+        )
+        raise ConnectionConfigError(msg)
     kwargs: dict[str, Any] = {**_POOL_DEFAULTS, **(engine_args or {})}
     connect_args: dict[str, Any] = dict(kwargs.pop("connect_args", None) or {})
     url_has_tls = any(k in u.query for k in _SSL_QUERY_KEYS)
@@ -313,10 +332,30 @@ async def _tls_required_connect(params: dict[str, Any]) -> Any:
     conn = TLSRequiredConnection(**params)
     try:
         await conn._connect()
+    except aiomysql.OperationalError as exc:
+        conn.close()
+        cause = _tls_cause(exc)
+        if cause is None:
+            raise
+        # aiomysql says only "Can't connect"; name the TLS failure as PyMySQL does.
+        msg = f"Can't connect to MySQL server on {conn.host!r} ({cause})"
+        raise aiomysql.OperationalError(exc.args[0], msg) from exc
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _tls_cause(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind a driver error (certificate, host name, handshake), if any."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a short chain; never loop on a cycle
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def async_engine_kwargs(

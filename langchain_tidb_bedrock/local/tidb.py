@@ -44,6 +44,9 @@ DEFAULT_TIDB_VERSION = "v1.1.0-beta.0.20251126154744-e4e814fdc0af"
 _BUILD_SCRIPT = Path(__file__).with_name("tidb_build") / "build.sh"
 
 # lease=0 makes DDL instant on a single node; stats-lease=0 stops background auto-analyze.
+# No statement text in any file: TiDB logs a failed statement with its SQL (documents and all) at
+# WARN ("parse SQL failed", "compile SQL failed") and slow ones in the slow log, so the server
+# logs at ERROR (_LOG_LEVEL) and the slow log is off.
 _CONFIG = """\
 lease = "0"
 host = "127.0.0.1"
@@ -53,9 +56,13 @@ status-host = "127.0.0.1"
 [performance]
 stats-lease = "0"
 [log]
-slow-threshold = 100000
 slow-query-file = "{slow_log}"
+[instance]
+tidb_enable_slow_log = false
 """
+_LOG_LEVEL = "error"
+# Logs of earlier runs (before the level above, they recorded statements): removed at start.
+_OLD_LOGS = ("tidb*.log", "tidb*.log.*")
 
 
 class LocalTiDBError(TiDBBedrockError, RuntimeError):
@@ -317,6 +324,10 @@ class LocalTiDB:
             _, cert, key = make_test_certificates(work / "tls")
             text += f'[security]\nssl-cert = "{_toml_path(cert)}"\nssl-key = "{_toml_path(key)}"\n'
         config.write_text(text)
+        for pattern in _OLD_LOGS:
+            for old in work.glob(pattern):
+                with contextlib.suppress(OSError):
+                    old.unlink()
         store = work / "store"
         args = [
             str(binary),
@@ -327,7 +338,7 @@ class LocalTiDB:
             "-status-host=127.0.0.1",
             f"-status={self.status_port}",
             f"-config={config}",
-            "-L=warn",
+            f"-L={_LOG_LEVEL}",
             f"-log-file={self.log_file}",
         ]
         # The parent-death signal follows the *thread* that started the child: only the main
