@@ -74,7 +74,9 @@ class TiFlashUnavailableError(TiDBBedrockError, RuntimeError):
             f"{operation} needs a TiDB with TiFlash (the columnar store that holds vector "
             "indexes), and this server has no TiFlash store; a standalone tidb-server "
             "(LocalTiDB) has none. Search still works here, as exact kNN. Use TiDB Cloud "
-            "Starter or a cluster with TiFlash for an HNSW index."
+            "Starter or a cluster with TiFlash for an HNSW index; offline, "
+            "LocalTiDB(tiflash=True) runs a tidb-server with mock TiFlash stores that accept "
+            "vector indexes (`python -m langchain_tidb_bedrock.local tidb build --tiflash`)."
         )
 
 

@@ -19,6 +19,7 @@ from langchain_tidb_bedrock.vectorstores.filters import split_path, validate_fil
 __all__ = [
     "FIELD_KEYS",
     "filter_strategy",
+    "ilike_fold",
     "like_to_regex",
     "matches",
     "metadata_strategy",
@@ -26,6 +27,7 @@ __all__ = [
 ]
 
 _MISSING = object()
+_DOTTED_CAPITAL_I = "\u0130"  # İ: the one character whose full lowercase is two ("i̇")
 _ORDER = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
 
@@ -79,6 +81,15 @@ def like_to_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out), re.DOTALL)
 
 
+def ilike_fold(text: str) -> str:
+    """TiDB's ``LOWER``: each character's simple lowercase, one for one.
+
+    Not ``str.lower()``: that turns "İ" into "i" plus a combining dot (two characters) and a
+    word-final capital sigma into the final sigma U+03C2; TiDB gives "i" and the sigma U+03C3.
+    """
+    return "".join("i" if ch == _DOTTED_CAPITAL_I else ch.lower() for ch in text)
+
+
 _RANGE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
 
@@ -103,7 +114,7 @@ def _ops(stored: Any, ops: Mapping[str, Any]) -> bool:
         elif op == "$ilike":
             ok = (
                 isinstance(stored, str)
-                and like_to_regex(arg.lower()).fullmatch(stored.lower()) is not None
+                and like_to_regex(ilike_fold(arg)).fullmatch(ilike_fold(stored)) is not None
             )
         elif op == "$contains":
             ok = isinstance(stored, list) and any(_cmp(item, "=", arg) for item in stored)
@@ -153,7 +164,7 @@ _NUMBERS = st.one_of(
     # Precision edges: ints beyond 2**53, int64 / uint64 limits and the doubles next to them.
     st.sampled_from([2**53, 2**53 + 1, 2.0**53, 2**63 - 1, -(2**63), 2**64 - 1, 2.0**63, 2.0**64]),
 )
-_STRINGS = st.text(alphabet="aAb1 %_\\'\"é😀", max_size=4)
+_STRINGS = st.text(alphabet="aAb1 %_\\'\"é😀İ\u03a3\u03c2", max_size=4)
 
 
 def scalar_strategy() -> st.SearchStrategy[Any]:
@@ -191,7 +202,7 @@ def _operator_pair() -> st.SearchStrategy[tuple[str, Any]]:
         st.tuples(st.just("$between"), between),
         st.tuples(st.just("$exists"), st.booleans()),
         st.tuples(st.just("$like"), st.text(alphabet="aA1%_\\é", max_size=4)),
-        st.tuples(st.just("$ilike"), st.text(alphabet="aAÉé1%_", max_size=4)),
+        st.tuples(st.just("$ilike"), st.text(alphabet="aAÉé1%_iİ\u03a3\u03c3\u03c2", max_size=4)),
         st.tuples(st.just("$contains"), scalar),
         st.tuples(st.just("$size"), st.integers(0, 3)),
     )

@@ -59,7 +59,26 @@ def _tidb(args: argparse.Namespace) -> int:
     if args.action == "start":
         state = _read_state()
         if state:
-            print(f"already running: mysql+pymysql://root@127.0.0.1:{state['port']}/test")
+            url = f"mysql+pymysql://root@127.0.0.1:{state['port']}/test"
+            # Never ignore a flag silently: the running server has its own settings.
+            differ = [
+                flag
+                for flag, value, default, running in (
+                    ("--port", args.port, 4000, state["port"]),
+                    ("--status-port", args.status_port, 10080, state["status_port"]),
+                )
+                if value not in (default, running)
+            ]
+            differ += ["--tiflash"] * bool(args.tiflash) + ["--data-dir"] * bool(args.data_dir)
+            if differ:
+                print(
+                    f"error: a local tidb-server is already running at {url}; "
+                    f"{', '.join(differ)} cannot change it: stop it first "
+                    "(python -m langchain_tidb_bedrock.local tidb stop)",
+                    file=sys.stderr,
+                )
+                return 2
+            print(f"already running: {url}")
             return 0
         data = Path(args.data_dir) if args.data_dir else cache_dir() / "local-tidb"
         server = LocalTiDB(

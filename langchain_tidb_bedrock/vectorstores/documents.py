@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from langchain_core.documents import Document
 
 from langchain_tidb_bedrock.db.runner import Op, WriteStep, read, write
-from langchain_tidb_bedrock.vectorstores.encoding import decode_metadata
+from langchain_tidb_bedrock.errors import InvalidInputError
+from langchain_tidb_bedrock.vectorstores.encoding import decode_metadata, is_utf8
 from langchain_tidb_bedrock.vectorstores.filters import check_filter, compile_filter
 from langchain_tidb_bedrock.vectorstores.table import TableState
 
@@ -23,9 +24,19 @@ def _document(row: Any) -> Document:
     return Document(id=row.id, page_content=row.document or "", metadata=decode_metadata(row.meta))
 
 
+def _check_ids(ids: Sequence[str]) -> None:
+    # The driver would raise a bare UnicodeEncodeError mid-statement; add() refuses the same.
+    for n, doc_id in enumerate(ids):
+        if isinstance(doc_id, str) and not is_utf8(doc_id):
+            msg = f"id at position {n} is not valid UTF-8 (it has a lone surrogate)"
+            raise InvalidInputError(msg)
+
+
 def op_get_by_ids(table: TableState, ids: Sequence[str]) -> Op[list[Document]]:
     """Documents for these ids in input order; missing ids skipped, repeated ids once."""
-    wanted = list(dict.fromkeys(ids))
+    id_list = list(ids)
+    _check_ids(id_list)
+    wanted = list(dict.fromkeys(id_list))
     info = yield from table.op_info()
     if info is None or not wanted:
         return []
@@ -70,6 +81,9 @@ def op_delete(table: TableState, ids: Sequence[str] | None, filter: object) -> O
     if isinstance(ids, str):
         msg = "delete(ids=...) takes a list of ids, got one string"
         raise TypeError(msg)
+    if ids is not None:
+        ids = list(ids)
+        _check_ids(ids)  # before any I/O
     info = yield from table.op_info()
     if info is None:
         return True

@@ -90,6 +90,11 @@ def test_cli_start_status_stop(
         assert _alive(pid)
         assert local_main(["tidb", "start", "--port", str(port)]) == 0  # idempotent
         assert "already running" in capsys.readouterr().out
+        # Other settings for the running server are an error, never silently ignored.
+        assert local_main(["tidb", "start", "--port", str(port + 1), "--tiflash"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: a local tidb-server is already running")
+        assert "--port, --tiflash" in err
     finally:
         assert local_main(["tidb", "stop"]) == 0
     assert "stopped" in capsys.readouterr().out
