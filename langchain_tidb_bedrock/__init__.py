@@ -47,6 +47,10 @@ if TYPE_CHECKING:
     )
     from langchain_tidb_bedrock.indexing.record_manager import TiDBRecordManager
     from langchain_tidb_bedrock.langgraph.checkpoint import TiDBSaver
+    from langchain_tidb_bedrock.langgraph.retrieval import (
+        TiDBRetrievalMiddleware,
+        create_tidb_retriever_tool,
+    )
     from langchain_tidb_bedrock.langgraph.store import TiDBStore
     from langchain_tidb_bedrock.storage.byte_store import TiDBByteStore
     from langchain_tidb_bedrock.storage.doc_store import TiDBDocStore
@@ -96,6 +100,8 @@ _EXPORTS: dict[str, str] = {
     "TiDBDocStore": "storage.doc_store",
     "TiDBSaver": "langgraph.checkpoint",
     "TiDBStore": "langgraph.store",
+    "TiDBRetrievalMiddleware": "langgraph.retrieval",
+    "create_tidb_retriever_tool": "langgraph.retrieval",
 }
 
 
@@ -147,6 +153,7 @@ __all__ = [
     "TiDBEngine",
     "TiDBLoader",
     "TiDBRecordManager",
+    "TiDBRetrievalMiddleware",
     "TiDBSaver",
     "TiDBSemanticCache",
     "TiDBStore",
@@ -157,6 +164,7 @@ __all__ = [
     "aws_is_configured",
     "create_llama3_chat",
     "create_rag_chain",
+    "create_tidb_retriever_tool",
     "format_docs",
     "ingest_paths",
     "tidb_url_from_env",

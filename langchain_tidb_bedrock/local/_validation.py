@@ -6,6 +6,7 @@ answers in Bedrock's error shape so botocore raises the same exception class.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ __all__ = [
     "invalid",
     "malformed",
     "resolve_model",
+    "tool_call",
     "validate_converse",
     "validate_llama",
     "validate_rerank",
@@ -265,6 +267,54 @@ def _blocks(blocks: Any, where: str, kind: str) -> list[str]:
     return texts
 
 
+def _tool_results(blocks: Any) -> list[str]:
+    """The texts inside ``toolResult`` blocks: what a tool returned is context for the answer."""
+    texts: list[str] = []
+    for block in blocks if isinstance(blocks, list) else []:
+        result = block.get("toolResult") if isinstance(block, dict) else None
+        for part in (result or {}).get("content") or []:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            elif isinstance(part, dict) and "json" in part:
+                texts.append(json.dumps(part["json"]))
+    return texts
+
+
+def tool_call(body: dict[str, Any], last_user: str) -> dict[str, Any] | None:
+    """The stand-in's deterministic tool policy (models with tool use only).
+
+    Call a tool when tools are offered and no tool result is in the conversation yet: the
+    first tool (or the one ``toolChoice`` names), each string parameter it requires set to the
+    last user text. Otherwise None: answer in text.
+    """
+    config = body.get("toolConfig") or {}
+    specs = [
+        t["toolSpec"] for t in config.get("tools") or [] if isinstance(t, dict) and "toolSpec" in t
+    ]
+    if not specs or any(_tool_results_present(m) for m in body["messages"]):
+        return None
+    chosen = (config.get("toolChoice") or {}).get("tool", {}).get("name")
+    spec = next((t for t in specs if t.get("name") == chosen), specs[0])
+    schema = (spec.get("inputSchema") or {}).get("json") or {}
+    properties = schema.get("properties") or {}
+    arguments = {
+        name: last_user
+        for name in schema.get("required") or list(properties)
+        if (properties.get(name) or {}).get("type", "string") == "string"
+    }
+    seed = json.dumps([spec.get("name"), arguments, len(body["messages"])], sort_keys=True)
+    return {
+        "toolUseId": "tooluse_" + hashlib.sha256(seed.encode()).hexdigest()[:22],
+        "name": spec.get("name"),
+        "input": arguments,
+    }
+
+
+def _tool_results_present(message: Any) -> bool:
+    content = message.get("content") if isinstance(message, dict) else None
+    return any(isinstance(b, dict) and "toolResult" in b for b in content or [])
+
+
 def validate_converse(body: Any, model: Model) -> tuple[str, str, dict[str, Any]]:
     """The prompt text (system + user turns), the last user text and ``inferenceConfig``."""
     if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
@@ -276,6 +326,7 @@ def validate_converse(body: Any, model: Model) -> tuple[str, str, dict[str, Any]
     if not messages:
         raise invalid("The model returned the following errors: messages must not be empty")
     user_texts: list[str] = []
+    asked = ""
     previous = None
     for i, message in enumerate(messages):
         role = message.get("role") if isinstance(message, dict) else None
@@ -299,7 +350,8 @@ def validate_converse(body: Any, model: Model) -> tuple[str, str, dict[str, Any]
             )
         texts = _blocks(message["content"], f"messages.{i}.content", "ContentBlock")
         if role == "user":
-            user_texts.append("\n".join(texts))
+            user_texts.append("\n".join(texts + _tool_results(message["content"])))
+            asked = "\n".join(texts) or asked  # a turn of tool results only asks nothing
     system = "\n".join(_blocks(body.get("system"), "system", "SystemContentBlock"))
     if body.get("toolConfig") is not None and not model.tools:
         raise invalid(NO_TOOLS_MESSAGE)
@@ -320,7 +372,7 @@ def validate_converse(body: Any, model: Model) -> tuple[str, str, dict[str, Any]
                 f"Try again with a maximum tokens value that is lower than {limit}."
             )
     prompt = "\n\n".join([system, *user_texts]) if system else "\n\n".join(user_texts)
-    return prompt, user_texts[-1] if user_texts else "", config
+    return prompt, asked, config
 
 
 # ---------------------------------------------------------------- rerank

@@ -82,6 +82,7 @@ from langchain_tidb_bedrock.local._validation import (
     check_region,
     invalid,
     resolve_model,
+    tool_call,
     validate_converse,
     validate_llama,
     validate_rerank,
@@ -589,6 +590,10 @@ class LocalBedrock:
         reserved = in_tokens + int(config.get("maxTokens") or LLAMA_DEFAULT_MAX_TOKENS)
         self._admit(model, reserved)
         started = time.monotonic()
+        call = tool_call(body, last_user) if model.tools else None
+        if call is not None:
+            self._tool_use(handler, model, call, reserved, in_tokens, started, stream=stream)
+            return
         reply, reason = models.apply_limits(
             models.generate(prompt, last_user),
             max_tokens=config.get("maxTokens"),
@@ -619,6 +624,54 @@ class LocalBedrock:
                 )
             yield es.event("contentBlockStop", {"contentBlockIndex": 0})
             yield es.event("messageStop", {"stopReason": reason})
+            latency_ms = int((time.monotonic() - started) * 1000)
+            yield es.event("metadata", {"usage": usage, "metrics": {"latencyMs": latency_ms}})
+
+        self._send_stream(handler, events(), {})
+
+    def _tool_use(
+        self,
+        handler: _Handler,
+        model: Model,
+        call: dict[str, Any],
+        reserved: int,
+        in_tokens: int,
+        started: float,
+        *,
+        stream: bool,
+    ) -> None:
+        """Answer with one ``toolUse`` block (stopReason ``tool_use``), as Converse does."""
+        arguments = json.dumps(call["input"])
+        out_tokens = models.count_tokens(arguments)
+        self.quotas.settle(model.key, reserved, in_tokens + out_tokens)
+        usage = {
+            "inputTokens": in_tokens,
+            "outputTokens": out_tokens,
+            "totalTokens": in_tokens + out_tokens,
+        }
+        if not stream:
+            message = {"role": "assistant", "content": [{"toolUse": call}]}
+            self._send_json(
+                handler,
+                {
+                    "output": {"message": message},
+                    "stopReason": "tool_use",
+                    "usage": usage,
+                    "metrics": {"latencyMs": int((time.monotonic() - started) * 1000)},
+                },
+            )
+            return
+        start = {"toolUse": {"toolUseId": call["toolUseId"], "name": call["name"]}}
+
+        def events() -> Iterator[bytes]:
+            yield es.event("messageStart", {"role": "assistant"})
+            yield es.event("contentBlockStart", {"contentBlockIndex": 0, "start": start})
+            yield es.event(
+                "contentBlockDelta",
+                {"contentBlockIndex": 0, "delta": {"toolUse": {"input": arguments}}},
+            )
+            yield es.event("contentBlockStop", {"contentBlockIndex": 0})
+            yield es.event("messageStop", {"stopReason": "tool_use"})
             latency_ms = int((time.monotonic() - started) * 1000)
             yield es.event("metadata", {"usage": usage, "metrics": {"latencyMs": latency_ms}})
 
