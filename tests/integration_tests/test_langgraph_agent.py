@@ -8,8 +8,12 @@ gets its grounding from ``TiDBRetrievalMiddleware`` instead.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -200,3 +204,55 @@ async def test_middleware_async_retrieves_once_per_turn(
     assert "1024" in str(out["messages"][-1].content)
     assert counted == ["How many dimensions does Titan return?"]
     assert isinstance(out["messages"][-1], AIMessage)
+
+
+# ---------------------------------------------------------------------------------- processes
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "agent.py"
+EXAMPLE_TABLES = [
+    "tidb_bedrock_agent_docs",
+    *(
+        f"tidb_bedrock_agent_{t}"
+        for t in (
+            "checkpoints",
+            "checkpoint_blobs",
+            "checkpoint_channels",
+            "checkpoint_writes",
+            "store",
+            "store_vectors",
+        )
+    ),
+]
+
+
+def test_example_agent_is_resumed_in_a_second_process(
+    tidb_url: str, tidb_engine: sa.Engine, tmp_path: Path
+) -> None:
+    """examples/agent.py: process 1 stops a turn before the model call and exits; process 2
+    (started by it) loads the thread from TiDB and finishes the turn."""
+    none = str(tmp_path / "none")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TIDB_", "AWS_", "BEDROCK_"))}
+    env.update(TIDB_URL=tidb_url, AWS_CONFIG_FILE=none, AWS_SHARED_CREDENTIALS_FILE=none)
+    try:
+        proc = subprocess.run(  # noqa: S603 - our own example
+            [sys.executable, str(EXAMPLE)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
+    finally:
+        with tidb_engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS " + ", ".join(EXAMPLE_TABLES))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "[start] stopped before ['model']: the passages are retrieved, no answer" in lines
+    assert "[resume] thread loaded from TiDB: 3 messages, next step ['model']" in lines
+    answer = next(line for line in lines if line.startswith("[resume] A:"))
+    assert "5 minutes" in answer
+    assert "[resume] 4 messages in the thread" in lines
+    assert "[resume] remembered about Ana: Ana wants short answers with sources." in lines
+    # Two processes, each with its own (announced) Bedrock stand-in.
+    assert sum(line.startswith("note:") for line in proc.stderr.splitlines()) == 2
