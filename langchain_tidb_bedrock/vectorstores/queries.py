@@ -104,7 +104,8 @@ class Queries:
         return stmt
 
     def _condition(self, filter: Mapping[str, Any], meta: Any) -> sa.ColumnElement[bool]:
-        condition = compile_filter(filter, meta)
+        # Only ever a WHERE condition here: the cheaper form (see compile_filter).
+        condition = compile_filter(filter, meta, null_safe=False)
         return condition if condition is not None else sa.true()
 
     def knn_template(self, k: int, *, with_vector: bool = False) -> sa.Select[Any]:
