@@ -241,28 +241,37 @@ def _details(t: CheckpointTables, *, key: Any, with_rows: bool) -> sa.CompoundSe
     return sa.union_all(*parts)
 
 
-def op_get(t: CheckpointTables, thread_id: str, ns: str, checkpoint_id: str | None) -> Op[Rows]:
-    """The checkpoint (the latest of the namespace when no id), its blobs and writes: one read."""
+def _get_statement(t: CheckpointTables, *, latest: bool) -> sa.CompoundSelect:
+    """The get_tuple read, built once per table set (bound: thread_id, ns, checkpoint_id)."""
     cp = t.checkpoints
+    thread, ns = sa.bindparam("thread_id", type_=sa.String), sa.bindparam("ns", type_=sa.String)
     target: Any
-    if checkpoint_id is None:
+    if latest:
         # Uncorrelated: TiDB evaluates it once while planning, so every branch reads by key.
         target = (
             sa.select(sa.func.max(cp.c.checkpoint_id))
-            .where(cp.c.thread_id == thread_id, cp.c.checkpoint_ns == ns)
+            .where(cp.c.thread_id == thread, cp.c.checkpoint_ns == ns)
             .scalar_subquery()
         )
     else:
-        target = sa.literal(checkpoint_id, sa.String)
+        target = sa.bindparam("checkpoint_id", type_=sa.String)
 
     def key(table: Any) -> sa.ColumnElement[bool]:
         return sa.and_(
-            table.c.thread_id == thread_id,
+            table.c.thread_id == thread,
             table.c.checkpoint_ns == ns,
             table.c.checkpoint_id == target,
         )
 
-    return (yield from read(_details(t, key=key, with_rows=True)))
+    return _details(t, key=key, with_rows=True)
+
+
+def op_get(t: CheckpointTables, thread_id: str, ns: str, checkpoint_id: str | None) -> Op[Rows]:
+    """The checkpoint (the latest of the namespace when no id), its blobs and writes: one read."""
+    latest = checkpoint_id is None
+    stmt = t.cached(("get", latest), lambda: _get_statement(t, latest=latest))
+    params: dict[str, Any] = {"thread_id": thread_id, "ns": ns, "checkpoint_id": checkpoint_id}
+    return (yield from read(stmt, params))
 
 
 def op_details(t: CheckpointTables, keys: Sequence[Key]) -> Op[Rows]:
@@ -272,9 +281,10 @@ def op_details(t: CheckpointTables, keys: Sequence[Key]) -> Op[Rows]:
 
     def key(table: Any) -> sa.ColumnElement[bool]:
         cols = sa.tuple_(table.c.thread_id, table.c.checkpoint_ns, table.c.checkpoint_id)
-        return cols.in_(list(keys))
+        return cols.in_(sa.bindparam("keys", expanding=True))
 
-    return (yield from read(_details(t, key=key, with_rows=False)))
+    stmt = t.cached(("details",), lambda: _details(t, key=key, with_rows=False))
+    return (yield from read(stmt, {"keys": list(keys)}))
 
 
 def op_list_page(

@@ -17,6 +17,9 @@ EXISTS``): no primary key is dropped or rebuilt, which TiDB refuses on clustered
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
@@ -63,6 +66,7 @@ class CheckpointTables:
             )
         }
         self.names = names
+        self._statements: dict[Hashable, Any] = {}
         md = sa.MetaData()
 
         def key(name: str, chars: int) -> sa.Column[str]:
@@ -118,6 +122,13 @@ class CheckpointTables:
             sa.Column("type", sa.String(64), nullable=False),
             sa.Column("blob", mysql.LONGBLOB, nullable=False),
         )
+
+    def cached(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """A statement built once (Core construction costs more than a local read)."""
+        stmt = self._statements.get(key)
+        if stmt is None:
+            stmt = self._statements[key] = build()
+        return stmt
 
     def all(self) -> tuple[sa.Table, ...]:
         """Every table, checkpoints first."""
