@@ -32,6 +32,7 @@ SIZES = {
         "async_ingest": 20_000,
         "indexing": 10_000,
         "cache_queries": 50,
+        "chat_turns": 200,
     },
     "smoke": {
         "ingest": 300,
@@ -48,6 +49,7 @@ SIZES = {
         "async_ingest": 300,
         "indexing": 300,
         "cache_queries": 3,
+        "chat_turns": 10,
     },
 }
 
@@ -74,14 +76,15 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         nargs="*",
         default=None,
-        help="subset: ingest search embed e2e network async_ingest scale memory indexing cache",
+        help="subset: ingest search embed e2e network async_ingest scale memory indexing cache "
+        "chat",
     )
     args = parser.parse_args(argv)
     logging.getLogger("langchain_tidb_bedrock").setLevel(logging.ERROR)  # "exact kNN" notices
     size = SIZES["smoke" if args.smoke else "full"]
     everything = [
         "ingest", "search", "embed", "e2e", "network", "async_ingest", "scale", "memory",
-        "indexing", "cache",
+        "indexing", "cache", "chat",
     ]  # fmt: skip
     wanted = set(args.only or everything)
     rows: list[Row] = []
@@ -131,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks import indexing
 
             rows.append(indexing.semantic_cache_row(tidb.url, size["cache_queries"]))
+            print_table(rows[-1:])
+        if "chat" in wanted:
+            from benchmarks import chat_history
+
+            rows.append(chat_history.chat_history_row(tidb.url, size["chat_turns"]))
             print_table(rows[-1:])
         if "memory" in wanted:
             from benchmarks import memory
