@@ -491,3 +491,35 @@ def test_empty_checkpoint_from_langgraph_round_trips(saver: TiDBSaver) -> None:
     assert tup is not None
     assert tup.checkpoint["id"] == cp["id"]
     assert tup.checkpoint["v"] == cp["v"]
+
+
+def test_subgraph_interrupt_resumes_from_its_namespace(saver: TiDBSaver) -> None:
+    """A subgraph's checkpoints live under their own checkpoint_ns; an interrupt inside it
+    resumes there, and the parent's state is read back with the subgraph's."""
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.types import Command, interrupt
+
+    def ask(state: _State) -> dict[str, Any]:
+        return {"log": [*state["log"], f"child got {interrupt('name?')}"]}
+
+    child = StateGraph(_State)
+    child.add_node("ask", ask)
+    child.add_edge(START, "ask")
+    child.add_edge("ask", END)
+
+    parent = StateGraph(_State)
+    parent.add_node("child", child.compile())
+    parent.add_node("done", lambda s: {"log": [*s["log"], "parent done"]})
+    parent.add_edge(START, "child")
+    parent.add_edge("child", "done")
+    parent.add_edge("done", END)
+    graph = parent.compile(checkpointer=saver)
+
+    config = {"configurable": {"thread_id": "sub"}}
+    first = graph.invoke({"log": []}, config)
+    assert first["__interrupt__"][0].value == "name?"
+    namespaces = {t.config["configurable"]["checkpoint_ns"] for t in saver.list(None)}
+    assert any(ns.startswith("child:") for ns in namespaces)
+    state = graph.get_state(config, subgraphs=True)
+    assert state.tasks[0].state is not None  # the subgraph's own checkpoint, read back
+    assert graph.invoke(Command(resume="Ana"), config) == {"log": ["child got Ana", "parent done"]}
