@@ -34,27 +34,6 @@ def db_error_code(exc: BaseException) -> int | None:
     return args[0] if args and isinstance(args[0], int) else None
 
 
-_aiomysql_checked = False
-
-
-def _aiomysql_binds_bytes() -> None:
-    """Make aiomysql bind ``bytes`` parameters again under PyMySQL >= 1.2.
-
-    aiomysql 0.3 escapes bytes with PyMySQL's ``escape_bytes_prefixed``, which PyMySQL 1.2
-    replaced by a placeholder string ("DO NOT IMPORT THIS!!!"): every bytes parameter then fails
-    with "'str' object is not callable". Bind them as PyMySQL 1.2 itself does (``X'...'``).
-    """
-    global _aiomysql_checked  # noqa: PLW0603 - a once-per-process check
-    if _aiomysql_checked:
-        return
-    import aiomysql.connection
-    from pymysql.converters import escape_bytes
-
-    if not callable(getattr(aiomysql.connection, "escape_bytes_prefixed", None)):
-        aiomysql.connection.escape_bytes_prefixed = escape_bytes
-    _aiomysql_checked = True
-
-
 def is_missing_table(exc: BaseException) -> bool:
     """Whether ``exc`` is TiDB's "table doesn't exist" (1146)."""
     return isinstance(exc, sa.exc.DBAPIError) and db_error_code(exc) == 1146
@@ -155,7 +134,6 @@ class TiDBComponent:
         return self._tidb.run(op, embeddings)
 
     async def _arun(self, op: Op[T], embeddings: Embeddings | None = None) -> T:
-        _aiomysql_binds_bytes()
         return await self._tidb.arun(op, embeddings)
 
     def close(self) -> None:

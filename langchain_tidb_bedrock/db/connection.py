@@ -275,6 +275,20 @@ def ping_idle_connections(engine: sa.Engine) -> None:
             raise sa.exc.DisconnectionError(str(exc)) from exc
 
 
+def _aiomysql_binds_bytes() -> None:
+    """Make aiomysql bind ``bytes`` parameters again under PyMySQL >= 1.2.
+
+    aiomysql 0.3 escapes bytes with PyMySQL's ``escape_bytes_prefixed``, which PyMySQL 1.2
+    replaced by a placeholder string ("DO NOT IMPORT THIS!!!"): every bytes parameter then fails
+    with "'str' object is not callable". Bind them as PyMySQL 1.2 itself does (``X'...'``).
+    """
+    import aiomysql.connection
+    from pymysql.converters import escape_bytes
+
+    if not callable(getattr(aiomysql.connection, "escape_bytes_prefixed", None)):
+        aiomysql.connection.escape_bytes_prefixed = escape_bytes
+
+
 def create_engine_async(
     url: URL | str,
     engine_args: Mapping[str, Any] | None = None,
@@ -288,6 +302,7 @@ def create_engine_async(
     TLS, when asked for, is required as on the sync path: aiomysql alone would fall back to
     plaintext (and send the credentials) when the server offers no TLS.
     """
+    _aiomysql_binds_bytes()  # every component that binds bytes on the async path needs it
     u, kwargs = async_engine_kwargs(url, engine_args, tls=tls, ca_path=ca_path)
     if autocommit:
         kwargs.update(isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True)
