@@ -11,7 +11,7 @@ from langchain_core.document_loaders import BaseLoader
 from langchain_core.documents import Document
 from sqlalchemy.engine import URL
 
-from langchain_tidb_bedrock.db.component import TiDBComponent, _aiomysql_binds_bytes
+from langchain_tidb_bedrock.db.component import TiDBComponent
 from langchain_tidb_bedrock.db.engine import TiDBEngine
 from langchain_tidb_bedrock.document_loaders.values import json_safe, text_of
 from langchain_tidb_bedrock.errors import InvalidInputError
@@ -253,7 +253,6 @@ class TiDBLoader(TiDBComponent, BaseLoader):
     async def alazy_load(self) -> AsyncIterator[Document]:
         """Documents one by one on the event loop, ``fetch_size`` rows per round."""
         timeout = self._tidb.read_timeout
-        _aiomysql_binds_bytes()  # bytes in params
         try:
             # The engine's async read pool for this loop (TLS and pool policy included).
             read_engine, _ = await self._tidb._engines_for_loop()
