@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
 from typing_extensions import Self
 
 from langchain_tidb_bedrock.db.engine import TiDBEngine
@@ -92,6 +93,7 @@ class TiDBComponent:
         tls: bool | None = None,
         ca_path: str | None = None,
         engine_args: Mapping[str, Any] | None = None,
+        async_engine: AsyncEngine | None = None,
     ) -> None:
         """Pick the engine; no connection is made here.
 
@@ -101,8 +103,14 @@ class TiDBComponent:
             tls: force TLS on or off for a private engine (default: on for remote hosts).
             ca_path: CA bundle for a private engine's TLS.
             engine_args: extra ``create_engine`` arguments for a private engine.
+            async_engine: an aiomysql engine for a private engine's async path.
         """
-        options = {"tls": tls, "ca_path": ca_path, "engine_args": engine_args}
+        options: dict[str, Any] = {
+            "tls": tls,
+            "ca_path": ca_path,
+            "engine_args": engine_args,
+            "async_engine": async_engine,
+        }
         if isinstance(engine, TiDBEngine):
             given = {"connection_string": connection_string, **options}
             clash = [name for name, value in given.items() if value is not None]
@@ -117,12 +125,10 @@ class TiDBComponent:
             if engine is not None and not isinstance(engine, sa.Engine):
                 msg = f"engine must be a TiDBEngine or a SQLAlchemy Engine, got {type(engine)}"
                 raise ConnectionConfigError(msg)
-            self._tidb = TiDBEngine(
-                connection_string, engine=engine, tls=tls, ca_path=ca_path, engine_args=engine_args
-            )
+            self._tidb = TiDBEngine(connection_string, engine=engine, **options)
             self._owns_engine = True
-        else:
-            self._tidb = TiDBEngine.from_env(tls=tls, ca_path=ca_path, engine_args=engine_args)
+        else:  # TIDB_* from the environment, else the local tidb-server (announced)
+            self._tidb = TiDBEngine.from_env(**options)
             self._owns_engine = True
 
     @property

@@ -29,7 +29,7 @@ class TableAdmin:
 
     table_name: str
     _table: TableState
-    _engines: TiDBEngine
+    _tidb: TiDBEngine
 
     @property
     def engine(self) -> sa.Engine:  # pragma: no cover - provided by TiDBVectorStore
@@ -93,11 +93,11 @@ class TableAdmin:
             TiFlashUnavailableError: the server has no TiFlash store.
             ValueError: the metric has no index, or the table does not exist yet.
         """
-        self._run(indexes.op_create_vector_index(self._table, self._engines.host))
+        self._run(indexes.op_create_vector_index(self._table, self._tidb.host))
 
     async def acreate_vector_index(self) -> None:
         """Async :meth:`create_vector_index`."""
-        await self._arun(indexes.op_create_vector_index(self._table, self._engines.host))
+        await self._arun(indexes.op_create_vector_index(self._table, self._tidb.host))
 
     def create_metadata_index(self, key: str, type: Any) -> bool:
         """Index one metadata key of the existing table (see ``indexed_metadata``).

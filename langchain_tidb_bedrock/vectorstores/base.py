@@ -16,10 +16,11 @@ from langchain_core.vectorstores import VectorStore
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from langchain_tidb_bedrock.db.component import TiDBComponent
 from langchain_tidb_bedrock.db.connection import redact
 from langchain_tidb_bedrock.db.engine import TiDBEngine
 from langchain_tidb_bedrock.db.runner import Op
-from langchain_tidb_bedrock.errors import ConnectionConfigError, InvalidInputError, WriteError
+from langchain_tidb_bedrock.errors import InvalidInputError, WriteError
 from langchain_tidb_bedrock.vectorstores import documents, hybrid
 from langchain_tidb_bedrock.vectorstores.admin import TableAdmin
 from langchain_tidb_bedrock.vectorstores.schema import DistanceStrategy, validate_identifier
@@ -41,7 +42,7 @@ def _replayable(*inputs: object) -> bool:
     return not any(isinstance(i, Iterator) for i in inputs)
 
 
-class TiDBVectorStore(TableAdmin, VectorStore):
+class TiDBVectorStore(TableAdmin, TiDBComponent, VectorStore):
     """Vector store on TiDB vector search (``VECTOR`` columns, ``VEC_*`` distances, HNSW index).
 
     Setup:
@@ -236,34 +237,15 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         strategy = DistanceStrategy.parse(distance_strategy) if distance_strategy else None
         self.embedding = embedding
         self.override_relevance_score_fn = relevance_score_fn
-        if isinstance(engine, TiDBEngine):
-            given: dict[str, object] = {
-                "connection_string": connection_string,
-                "async_engine": async_engine,
-                "engine_args": engine_args,
-                "tls": tls,
-                "ca_path": ca_path,
-            }
-            clash = [name for name, value in given.items() if value is not None]
-            if clash:
-                msg = (
-                    f"{', '.join(clash)} cannot be combined with a TiDBEngine: the engine "
-                    "holds the connection settings"
-                )
-                raise ConnectionConfigError(msg)
-            self._engines, self._owns_engine = engine, False
-        else:
-            opts: dict[str, Any] = {
-                "async_engine": async_engine,
-                "engine_args": engine_args,
-                "tls": tls,
-                "ca_path": ca_path,
-            }
-            if engine is not None or connection_string is not None:
-                self._engines = TiDBEngine(connection_string, engine=engine, **opts)
-            else:  # TIDB_* from the environment, else the local tidb-server (announced)
-                self._engines = TiDBEngine.from_env(**opts)
-            self._owns_engine = True
+        TiDBComponent.__init__(
+            self,
+            engine=engine,
+            connection_string=connection_string,
+            async_engine=async_engine,
+            engine_args=engine_args,
+            tls=tls,
+            ca_path=ca_path,
+        )
         self._table = TableState(
             self.table_name,
             strategy=strategy,
@@ -304,9 +286,8 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         return self._engines.sync
 
     @property
-    def tidb_engine(self) -> TiDBEngine:
-        """The :class:`TiDBEngine` this store runs on (pass it to other components to share it)."""
-        return self._engines
+    def _engines(self) -> TiDBEngine:
+        return self._tidb
 
     @property
     def filter_strategy(self) -> FilterStrategy:
@@ -328,27 +309,31 @@ class TiDBVectorStore(TableAdmin, VectorStore):
         """Whether an HNSW index is created with the table (None: when the server can)."""
         return self._table.vector_index
 
-    def _run(self, op: Op[T] | Callable[[], Op[T]]) -> T:
+    def _run(self, op: Op[T] | Callable[[], Op[T]], embeddings: Embeddings | None = None) -> T:
         """Run an operation; one made by a function runs again if the table changed under it."""
+        model = embeddings or self.embedding
         if not callable(op):
-            return self._engines.run(op, self.embedding)
+            return self._engines.run(op, model)
         try:
-            return self._engines.run(op(), self.embedding)
+            return self._engines.run(op(), model)
         except (sa.exc.DBAPIError, WriteError) as exc:
             if not self._table_changed(exc):
                 raise
-        return self._engines.run(op(), self.embedding)
+        return self._engines.run(op(), model)
 
-    async def _arun(self, op: Op[T] | Callable[[], Op[T]]) -> T:
+    async def _arun(
+        self, op: Op[T] | Callable[[], Op[T]], embeddings: Embeddings | None = None
+    ) -> T:
         """Async :meth:`_run`."""
+        model = embeddings or self.embedding
         if not callable(op):
-            return await self._engines.arun(op, self.embedding)
+            return await self._engines.arun(op, model)
         try:
-            return await self._engines.arun(op(), self.embedding)
+            return await self._engines.arun(op(), model)
         except (sa.exc.DBAPIError, WriteError) as exc:
             if not await self._atable_changed(exc):
                 raise
-        return await self._engines.arun(op(), self.embedding)
+        return await self._engines.arun(op(), model)
 
     def _table_changed(self, exc: BaseException) -> bool:
         # Another process may have dropped, recreated (another dimension) or altered (a
@@ -366,22 +351,6 @@ class TiDBVectorStore(TableAdmin, VectorStore):
             return False
         await self._engines.arun(self._table.op_info())
         return self._table.facts() != before
-
-    def close(self) -> None:
-        """Release pooled connections, unless the engine is shared (its owner closes it)."""
-        if self._owns_engine:
-            self._engines.close()
-
-    async def aclose(self) -> None:
-        """Release this loop's async connections, then the sync ones (unless shared)."""
-        if self._owns_engine:
-            await self._engines.aclose()
-
-    def __enter__(self) -> TiDBVectorStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         # Safe on a half-built store (a constructor that raised part-way).
@@ -693,7 +662,12 @@ class TiDBVectorStore(TableAdmin, VectorStore):
             KeywordIndexMissingError: the table has no keyword index.
         """
         op = hybrid.op_hybrid(
-            self._search, query, k, fetch_k, filter, fusion,
+            self._search,
+            query,
+            k,
+            fetch_k,
+            filter,
+            fusion,
             filter_strategy=kwargs.get("filter_strategy"),
         )
         return self._run(op)
@@ -710,7 +684,12 @@ class TiDBVectorStore(TableAdmin, VectorStore):
     ) -> list[tuple[Document, float]]:
         """Async :meth:`hybrid_search_with_score`."""
         op = hybrid.op_hybrid(
-            self._search, query, k, fetch_k, filter, fusion,
+            self._search,
+            query,
+            k,
+            fetch_k,
+            filter,
+            fusion,
             filter_strategy=kwargs.get("filter_strategy"),
         )
         return await self._arun(op)
