@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
@@ -78,6 +79,44 @@ def _is_matrix(vectors: object) -> bool:
     return isinstance(vectors, np.ndarray)
 
 
+@dataclass(frozen=True)
+class _Row:
+    """One input document after its single check: id, text and metadata JSON, size so far."""
+
+    id: str
+    text: str
+    meta: str
+    size: int  # text + metadata bytes (lower bound); the id and vector are added per batch
+    vector: Sequence[float] | None = None  # the caller's, when vectors were passed
+
+
+def _check_id(doc_id: object, position: int, limit: int, seen: set[str]) -> None:
+    if not isinstance(doc_id, str) or not doc_id:
+        msg = f"id at position {position} must be a non-empty string, got {doc_id!r}"
+        raise InvalidInputError(msg)
+    if not is_utf8(doc_id):
+        msg = f"id at position {position} is not valid UTF-8 (it has a lone surrogate)"
+        raise InvalidInputError(msg)
+    if len(doc_id) > limit:
+        msg = f"id at position {position} is {len(doc_id)} characters; this table allows {limit}"
+        raise InvalidInputError(msg)
+    if doc_id in seen:
+        msg = f"duplicate id {doc_id!r} at position {position}: ids must be unique in one call"
+        raise InvalidInputError(msg)
+    seen.add(doc_id)
+
+
+def _same_length(texts: Sequence[str], **others: Iterable[Any] | None) -> None:
+    """Sized input: every other list has one entry per text (checked before anything else)."""
+    for name, values in others.items():
+        if values is not None and isinstance(values, Sized) and len(values) != len(texts):
+            what = "embeddings" if name == "embeddings" else name
+            msg = f"got {len(texts)} texts but {len(values)} {what}"
+            if name == "ids":
+                msg += "; pass one id per text"
+            raise InvalidInputError(msg)
+
+
 class Writer:
     """Adds documents to one table: validation, embedding, batching and the bulk path."""
 
@@ -101,32 +140,41 @@ class Writer:
         self.show_progress = show_progress
         self.bulk_load = bulk_load
 
-    def _prepare_ids(self, ids: Sequence[str | None] | None, count: int | None) -> list[str] | None:
-        if ids is None:
-            return None
-        id_list = list(ids)
-        if count is not None and len(id_list) != count:
-            msg = f"got {count} texts but {len(id_list)} ids; pass one id per text"
-            raise InvalidInputError(msg)
-        return [str(uuid.uuid4()) if i is None else i for i in id_list]
+    def _rows(
+        self,
+        texts: Iterable[str],
+        metadatas: Iterable[dict[str, Any] | None] | None,
+        ids: Iterable[str | None] | None,
+        vectors: Iterable[Sequence[float]] | None,
+        *,
+        id_limit: int,
+    ) -> Iterator[_Row]:
+        """The input as checked, encoded rows, in order: the one pass over every value.
 
-    def _check_batch_ids(
-        self, batch_ids: list[str], seen: set[str], offset: int, limit: int
-    ) -> None:
-        for n, doc_id in enumerate(batch_ids, start=offset):
-            if not isinstance(doc_id, str) or not doc_id:
-                msg = f"id at position {n} must be a non-empty string, got {doc_id!r}"
-                raise InvalidInputError(msg)
-            if not is_utf8(doc_id):
-                msg = f"id at position {n} is not valid UTF-8 (it has a lone surrogate)"
-                raise InvalidInputError(msg)
-            if len(doc_id) > limit:
-                msg = f"id at position {n} is {len(doc_id)} characters; this table allows {limit}"
-                raise InvalidInputError(msg)
-            if doc_id in seen:
-                msg = f"duplicate id {doc_id!r} at position {n}: ids must be unique in one call"
-                raise InvalidInputError(msg)
-            seen.add(doc_id)
+        Each row's text, metadata, id and size (without its vector) are checked here, naming
+        its position; the vector joins it per batch. Running out of metadatas, ids or vectors
+        before the texts is an error.
+        """
+        to_embed = vectors is None and self.refuse_blank
+        metas = iter(metadatas) if metadatas is not None else None
+        id_iter = iter(ids) if ids is not None else None
+        vec_iter = iter(vectors) if vectors is not None else None
+        seen: set[str] = set()
+        for n, text in enumerate(texts):
+            check_text(n, text, to_embed=to_embed)
+            try:
+                meta = next(metas) if metas is not None else None
+                doc_id = next(id_iter) if id_iter is not None else None
+                vector = next(vec_iter) if vec_iter is not None else None
+            except StopIteration:
+                msg = f"metadatas, ids or embeddings ran out at position {n}: lengths differ"
+                raise InvalidInputError(msg) from None
+            encoded = encode_metadata(meta, n)
+            size = _row_bytes((text, encoded))
+            _check_entry(n, size)  # without the vector: refused before anything is embedded
+            doc_id = str(uuid.uuid4()) if doc_id is None else doc_id
+            _check_id(doc_id, n, id_limit, seen)
+            yield _Row(doc_id, text, encoded, size, vector)
 
     def op_add(
         self,
@@ -144,107 +192,71 @@ class Writer:
         """
         size = batch_size or self.batch_size
         sized = isinstance(texts, Sequence)
-        count = len(texts) if isinstance(texts, Sequence) else None
-        id_list = self._prepare_ids(ids, count)
+        if sized:
+            _same_length(texts, metadatas=metadatas, ids=ids, embeddings=vectors)  # type: ignore[arg-type]
         info = yield from self.table.op_info()
         id_limit = info.id_length if info is not None and info.id_length else ID_LENGTH
         reject_zero = self.table.strategy is DistanceStrategy.COSINE
-        validated: Any = None  # sized precomputed vectors, checked as one matrix
-
+        # A sized input's ndarray is checked whole below; every other input row by row.
+        given = vectors if sized and vectors is not None and _is_matrix(vectors) else None
+        rows: Iterable[_Row] = self._rows(
+            texts, metadatas, ids, None if given is not None else vectors, id_limit=id_limit
+        )
+        matrix: Any = None  # a sized input's vectors, checked once as one matrix
         if sized:
-            text_list = list(texts)
-            meta_list = list(metadatas) if metadatas is not None else None
-            if meta_list is not None and len(meta_list) != len(text_list):
-                msg = f"got {len(text_list)} texts but {len(meta_list)} metadatas"
-                raise InvalidInputError(msg)
-            for n, t in enumerate(text_list):
-                check_text(n, t, to_embed=vectors is None and self.refuse_blank)
-            encoded_meta = [encode_metadata(m, n) for n, m in enumerate(meta_list or [])]
-            for n, text in enumerate(text_list):  # the vector is added per batch, checked there
-                _check_entry(n, _row_bytes((text, encoded_meta[n] if encoded_meta else "")))
-            if id_list is not None:
-                self._check_batch_ids(id_list, set(), 0, id_limit)
-            vec_list = list(vectors) if vectors is not None and not _is_matrix(vectors) else None
+            rows = list(rows)  # every row checked before the first write
             if vectors is not None:
-                # Validated once here; batches below are slices of this matrix.
-                validated = to_matrix(
-                    vectors if vec_list is None else vec_list,  # type: ignore[arg-type]
-                    self.table.dimension,
-                    reject_zero=reject_zero,
-                )
-                if len(validated) != len(text_list):
-                    msg = f"got {len(text_list)} texts but {len(validated)} embeddings"
-                    raise InvalidInputError(msg)
-            rows: Iterator[tuple[str, dict[str, Any] | str | None, str | None, Any]] = (
-                (
-                    text_list[n],
-                    encoded_meta[n] if meta_list is not None else "{}",
-                    id_list[n] if id_list is not None else None,
-                    None,
-                )
-                for n in range(len(text_list))
-            )
-        else:
-            meta_iter = iter(metadatas) if metadatas is not None else None
-            vec_iter = iter(vectors) if vectors is not None else None
-            id_iter = iter(id_list) if id_list is not None else None
-            to_embed = vectors is None and self.refuse_blank
-            rows = self._zip_stream(texts, meta_iter, id_iter, vec_iter, to_embed)
-
+                raw: Any = given if given is not None else [r.vector for r in rows]
+                matrix = to_matrix(raw, self.table.dimension, reject_zero=reject_zero)
+        stream = iter(rows)
         result_ids: list[str] = []
-        seen: set[str] = set(id_list or []) if sized else set()
+        count = len(rows) if isinstance(rows, list) else None
         bar = tqdm(
             total=count, unit="doc", desc=f"TiDB {self.table.name}", disable=not self.show_progress
         )
         try:
-            while True:
-                batch = list(islice(rows, size))
-                if not batch:
-                    break
+            while batch := list(islice(stream, size)):
                 offset = len(result_ids)
-                b_texts = [r[0] for r in batch]
-                b_meta = [
-                    r[1] if isinstance(r[1], str) else encode_metadata(r[1], offset + n)
-                    for n, r in enumerate(batch)
-                ]
-                b_ids = [r[2] if r[2] is not None else str(uuid.uuid4()) for r in batch]
-                if not sized:
-                    self._check_batch_ids(b_ids, seen, offset, id_limit)
-                if validated is not None:
-                    raw_vectors: Any = validated[offset : offset + len(batch)]
-                elif batch[0][3] is not None:
-                    raw_vectors = [r[3] for r in batch]
+                if matrix is not None:
+                    vecs: Any = matrix[offset : offset + len(batch)]
                 else:
-                    raw_vectors = yield from embed_documents(b_texts)
-                    if len(raw_vectors) != len(b_texts):
-                        msg = (
-                            f"the embedding model returned {len(raw_vectors)} vectors "
-                            f"for {len(b_texts)} texts"
-                        )
-                        raise InvalidInputError(msg)
-                matrix = (
-                    raw_vectors
-                    if validated is not None
-                    else to_matrix(raw_vectors, self.table.dimension, reject_zero=reject_zero)
-                )
+                    if vectors is not None:
+                        raw_vectors: Any = [r.vector for r in batch]
+                    else:
+                        raw_vectors = yield from embed_documents([r.text for r in batch])
+                        if len(raw_vectors) != len(batch):
+                            msg = (
+                                f"the embedding model returned {len(raw_vectors)} vectors "
+                                f"for {len(batch)} texts"
+                            )
+                            raise InvalidInputError(msg)
+                    vecs = to_matrix(raw_vectors, self.table.dimension, reject_zero=reject_zero)
                 if info is None or self.table.dimension is None:
-                    info = yield from self.table.op_ensure(int(matrix.shape[1]))
-                params = list(zip(b_ids, encode_vectors(matrix), b_texts, b_meta, strict=True))
-                yield from self.op_write_rows(params, offset)
-                result_ids.extend(b_ids)
+                    info = yield from self.table.op_ensure(int(vecs.shape[1]))
+                encoded = encode_vectors(vecs)
+                params = [(r.id, v, r.text, r.meta) for r, v in zip(batch, encoded, strict=True)]
+                sizes = [r.size + len(r.id) + len(v) for r, v in zip(batch, encoded, strict=True)]
+                yield from self.op_write_rows(params, offset, sizes)
+                result_ids.extend(r.id for r in batch)
                 bar.update(len(batch))
         finally:
             bar.close()
         return result_ids
 
-    def op_write_rows(self, params: list[tuple[str, str, str, str]], offset: int) -> Op[None]:
+    def op_write_rows(
+        self,
+        params: list[tuple[str, str, str, str]],
+        offset: int,
+        sizes: list[int] | None = None,
+    ) -> Op[None]:
         """Write encoded rows (id, vector, text, meta); ``offset`` positions them in the input.
 
         One transaction per slice of at most 16 MiB, far below TiDB's 100 MB limit even when
         documents are large; a single row over TiDB's 6 MB entry limit is refused first. A
         failing slice raises :class:`WriteError` saying how many rows were committed before it.
         """
-        sizes = [_row_bytes(row) for row in params]
+        if sizes is None:
+            sizes = [_row_bytes(row) for row in params]
         for n, row_size in enumerate(sizes):  # all rows checked before any is written
             _check_entry(offset + n, row_size)
         slices: list[list[tuple[str, str, str, str]]] = [[]]
@@ -287,25 +299,6 @@ class Writer:
                 logger.warning("TiDB refuses LOAD DATA LOCAL (%s): writing with INSERT", exc)
             # This batch goes through INSERT; a passing fault keeps the fast path for the next.
             yield from write((upsert, params), *side)
-
-    @staticmethod
-    def _zip_stream(
-        texts: Iterable[str],
-        metas: Iterator[dict[str, Any] | None] | None,
-        ids: Iterator[str] | None,
-        vectors: Iterator[Sequence[float]] | None,
-        to_embed: bool,
-    ) -> Iterator[tuple[str, dict[str, Any] | None, str | None, Any]]:
-        for n, text in enumerate(texts):
-            check_text(n, text, to_embed=to_embed)
-            try:
-                meta = next(metas) if metas is not None else None
-                doc_id = next(ids) if ids is not None else None
-                vec = next(vectors) if vectors is not None else None
-            except StopIteration:
-                msg = f"metadatas, ids or embeddings ran out at position {n}: lengths differ"
-                raise InvalidInputError(msg) from None
-            yield text, meta, doc_id, vec
 
     def op_update_metadata(self, metadata: Mapping[str, dict[str, Any]]) -> Op[int]:
         """Replace the metadata of existing rows by id, in one transaction; rows matched."""
