@@ -33,6 +33,8 @@ SIZES = {
         "indexing": 10_000,
         "cache_queries": 50,
         "chat_turns": 200,
+        "filter_docs": 60_000,
+        "filter_queries": 30,
     },
     "smoke": {
         "ingest": 300,
@@ -50,6 +52,8 @@ SIZES = {
         "indexing": 300,
         "cache_queries": 3,
         "chat_turns": 10,
+        "filter_docs": 600,
+        "filter_queries": 3,
     },
 }
 
@@ -77,14 +81,14 @@ def main(argv: list[str] | None = None) -> int:
         nargs="*",
         default=None,
         help="subset: ingest search embed e2e network async_ingest scale memory indexing cache "
-        "chat",
+        "chat filters",
     )
     args = parser.parse_args(argv)
     logging.getLogger("langchain_tidb_bedrock").setLevel(logging.ERROR)  # "exact kNN" notices
     size = SIZES["smoke" if args.smoke else "full"]
     everything = [
         "ingest", "search", "embed", "e2e", "network", "async_ingest", "scale", "memory",
-        "indexing", "cache", "chat",
+        "indexing", "cache", "chat", "filters",
     ]  # fmt: skip
     wanted = set(args.only or everything)
     rows: list[Row] = []
@@ -140,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
 
             rows.append(chat_history.chat_history_row(tidb.url, size["chat_turns"]))
             print_table(rows[-1:])
+        if "filters" in wanted:
+            from benchmarks import filters
+
+            rows += filters.filter_rows(tidb.url, size["filter_docs"], size["filter_queries"])
+            print_table(rows[-2:])
         if "memory" in wanted:
             from benchmarks import memory
 
