@@ -64,3 +64,15 @@ def test_smoke_rows(tidb_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     table = capsys.readouterr().out
     for row in rows:
         assert row.name in table
+
+
+def test_filter_rows_smoke(tidb_url: str) -> None:
+    from benchmarks import filters
+
+    rows = filters.filter_rows(tidb_url, SMOKE["filter_docs"], SMOKE["filter_queries"])
+    assert [r.name.split(" (")[0] for r in rows] == [
+        "filtered search p50 ms, boolean flag = true",
+        "filtered search p50 ms, string equality",
+    ]
+    for row in rows:
+        _check(row)
