@@ -510,10 +510,12 @@ class TiDBVectorStore(BasePydanticVectorStore):
             raise InvalidInputError(msg)
         vector = list(query.query_embedding)
         condition = to_filter_dict(query.filters)
-        if query.doc_ids is not None:
+        # An empty list restricts nothing: VectorIndexRetriever passes node_ids=[] for a store
+        # that keeps the text (its index struct lists no nodes), and other stores read it so.
+        if query.doc_ids:
             scope = {REF_DOC_KEY: {"$in": list(query.doc_ids)}}
             condition = {"$and": [condition, scope]} if condition else scope
-        ids = list(query.node_ids) if query.node_ids is not None else None
+        ids = list(query.node_ids) if query.node_ids else None
         strategy = kwargs.get("filter_strategy")
         if mode is VectorStoreQueryMode.MMR:
             threshold = query.mmr_threshold
@@ -536,8 +538,9 @@ class TiDBVectorStore(BasePydanticVectorStore):
         """The ``similarity_top_k`` nearest nodes (DEFAULT) or a diverse pick of them (MMR).
 
         Args:
-            query: ``query_embedding``, ``similarity_top_k``, ``filters``, ``doc_ids``,
-                ``node_ids``, ``mode`` (DEFAULT or MMR) and ``mmr_threshold``.
+            query: ``query_embedding``, ``similarity_top_k``, ``filters``, ``doc_ids`` and
+                ``node_ids`` (an empty list restricts nothing, as ``VectorIndexRetriever``
+                means it), ``mode`` (DEFAULT or MMR) and ``mmr_threshold``.
             **kwargs: ``mmr_threshold`` (when the query has none), ``mmr_prefetch_k`` or
                 ``mmr_prefetch_factor`` (candidates MMR picks from; default 4x the top k),
                 ``filter_strategy`` ("pre", "post" or "auto" for this query).
