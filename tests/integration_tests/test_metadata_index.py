@@ -150,28 +150,39 @@ def test_json_typing_is_unchanged_on_indexed_keys(make_store: StoreFactory, stra
     ]
 
 
-def test_each_plan_branch_gives_the_same_answer(make_store: StoreFactory) -> None:
+def test_each_plan_branch_gives_the_expected_answer(make_store: StoreFactory) -> None:
     store = make_store(indexed_metadata=INDEXED)
     store.add_embeddings(*_rows(), ids=[str(i) for i in range(6)])
-    filters: list[dict[str, Any]] = [
-        {"tenant": "acme"},
-        {"year": {"$gte": 2024}},
-        {"tags": {"$contains": "b"}},
-        {"other": {"$exists": False}},  # no indexed key: ids joined back, or a scan
+    cases: list[tuple[dict[str, Any], list[str]]] = [
+        ({"tenant": "acme"}, ["0"]),
+        ({"year": {"$gte": 2024}}, ["0", "1", "3", "4"]),  # numbers only: not "2024", not true
+        ({"tags": {"$contains": "b"}}, ["0", "1"]),
+        ({"other": {"$exists": False}}, ["0", "1", "2", "3", "4", "5"]),  # no indexed key
     ]
-    for flt in filters:
-        answers = []
-        for plan in (
-            search.PrefilterPlan(join_max=10**6, index_cap=10**6),
-            search.PrefilterPlan(join_max=-1, index_cap=-1),
-        ):
+    forced = (
+        (search.PrefilterPlan(join_max=10**6, index_cap=10**6), "selective"),
+        (search.PrefilterPlan(join_max=-1, index_cap=-1), "broad"),
+    )
+    for flt, expected in cases:
+        for plan, branch in forced:
+            queries = store._table.queries
+            # The guarded statement takes the branch the plan forces, and that branch, guarded
+            # or alone, returns exactly the matching rows.
+            for stmt in (
+                queries.prefilter_template(10, flt, plan=plan),
+                queries.prefilter_template(10, flt, branch=branch),
+            ):
+                with store.engine.connect() as conn:
+                    rows = conn.execute(stmt, {"qv": "[1,0,0]"}).all()
+                assert {r.plan for r in rows} == {branch}, (flt, branch)
+                assert sorted(r.id for r in rows) == expected, (flt, branch)
+            # And the store's search, with that plan in force.
             search_plan = search._PLAN
             search._PLAN = plan
             try:
-                answers.append(_ids(store, flt))
+                assert _ids(store, flt) == expected, (flt, branch)
             finally:
                 search._PLAN = search_plan
-        assert answers[0] == answers[1], flt
 
 
 def test_get_and_delete_by_filter_use_the_same_semantics(make_store: StoreFactory) -> None:
@@ -253,7 +264,8 @@ def test_a_filter_seen_before_runs_its_branch_alone_until_the_recheck(
     for flt, branch in (({"rare": True}, "selective"), ({"common": True}, "broad")):
         sent.clear()
         answers = [_ids(store, flt) for _ in range(4)]
-        assert answers.count(answers[0]) == 4, answers  # every branch gives the same answer
+        expected = ["007"] if branch == "selective" else [f"{i:03d}" for i in range(10)]
+        assert answers == [expected] * 4, answers  # guarded or alone, the right answer
         guarded = ["UNION" in sql for sql in sent]
         assert guarded == [True, False, False, True], flt  # learned, 2 alone, checked again
         alone = sent[1]

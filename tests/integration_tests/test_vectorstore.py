@@ -498,11 +498,38 @@ def test_vector_index_is_created_and_used(make_store: StoreFactory, tidb_engine:
 
 
 @pytest.mark.tiflash
-def test_ann_with_string_primary_key(make_store: StoreFactory) -> None:
+def test_ann_with_string_primary_key(make_store: StoreFactory, tidb_engine: sa.Engine) -> None:
     # pingcap/tidb#57627: ANN over a clustered non-int primary key once returned nothing.
-    store = make_store(TableEmbeddings(size=8))
-    ids = store.add_texts([f"doc {i}" for i in range(20)], ids=[f"id-{i}" for i in range(20)])
-    assert [d.id for d in store.similarity_search("doc 3", k=1)] == [ids[3]]
+    from helpers.tiflash import wait_for_tiflash_replica
+
+    emb = TableEmbeddings(size=8)
+    store = make_store(emb)
+    texts = [f"doc {i}" for i in range(20)]
+    store.add_texts(texts, ids=[f"id-{i}" for i in range(20)])
+    wait_for_tiflash_replica(tidb_engine, store.table_name)  # until then plans avoid TiFlash
+    sent: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, sql: str, params: Any, *args: Any) -> None:
+        if sql.lstrip().upper().startswith("SELECT") and "distance" in sql:
+            sent.append((sql, params))
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", record)
+    try:
+        hits = store.similarity_search("doc 3", k=5)
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", record)
+    # The search that ran is the one that reads the index...
+    [(sql, params)] = sent
+    with tidb_engine.connect() as conn:
+        plan = " ".join(
+            str(v) for row in conn.exec_driver_sql("EXPLAIN " + sql, params) for v in row
+        )
+    assert "annIndex:COSINE(" in plan, plan
+    # ...and it returns the 5 nearest by cosine distance, computed here.
+    vectors = np.asarray(emb.embed_documents(texts), dtype=np.float32)
+    query = np.asarray(emb.embed_query("doc 3"), dtype=np.float32)
+    cosine = 1 - vectors @ query / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(query))
+    assert [d.id for d in hits] == [f"id-{i}" for i in np.argsort(cosine)[:5]]
 
 
 # ---------------------------------------------------------------- legacy adoption
