@@ -548,7 +548,8 @@ class TiDBVectorStore(BasePydanticVectorStore):
         Returns:
             Nodes, ids and similarities, best first. Similarities are LlamaIndex's for the
             metric: cosine similarity, minus the L2 distance, or the dot product (for MMR,
-            the MMR scores, as ``SimpleVectorStore`` returns them).
+            the MMR scores, as ``SimpleVectorStore`` returns them; at ``mmr_threshold=0``
+            relevance counts for nothing and the first pick is the nearest node).
 
         Raises:
             NotImplementedError: HYBRID, TEXT_SEARCH, SPARSE, SEMANTIC_HYBRID (no keyword
