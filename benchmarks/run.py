@@ -35,6 +35,8 @@ SIZES = {
         "chat_turns": 200,
         "filter_docs": 60_000,
         "filter_queries": 30,
+        "quality_docs": 20_000,
+        "quality_queries": 100,
     },
     "smoke": {
         "ingest": 300,
@@ -54,6 +56,8 @@ SIZES = {
         "chat_turns": 10,
         "filter_docs": 600,
         "filter_queries": 3,
+        "quality_docs": 600,
+        "quality_queries": 10,
     },
 }
 
@@ -81,14 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         nargs="*",
         default=None,
         help="subset: ingest search embed e2e network async_ingest scale memory indexing cache "
-        "chat filters",
+        "chat filters quality",
     )
     args = parser.parse_args(argv)
     logging.getLogger("langchain_tidb_bedrock").setLevel(logging.ERROR)  # "exact kNN" notices
     size = SIZES["smoke" if args.smoke else "full"]
     everything = [
         "ingest", "search", "embed", "e2e", "network", "async_ingest", "scale", "memory",
-        "indexing", "cache", "chat", "filters",
+        "indexing", "cache", "chat", "filters", "quality",
     ]  # fmt: skip
     wanted = set(args.only or everything)
     rows: list[Row] = []
@@ -149,6 +153,12 @@ def main(argv: list[str] | None = None) -> int:
 
             rows += filters.filter_rows(tidb.url, size["filter_docs"], size["filter_queries"])
             print_table(rows[-2:])
+        if "quality" in wanted:
+            from benchmarks import quality
+
+            quality_rows = quality.run(tidb.url, size)
+            rows += quality_rows
+            print_table(quality_rows)
         if "memory" in wanted:
             from benchmarks import memory
 

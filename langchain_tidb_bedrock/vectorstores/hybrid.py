@@ -29,6 +29,7 @@ import hashlib
 import math
 import re
 import uuid
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -49,7 +50,7 @@ from langchain_tidb_bedrock.vectorstores.encoding import decode_metadata, encode
 from langchain_tidb_bedrock.vectorstores.filters import check_filter, compile_filter
 from langchain_tidb_bedrock.vectorstores.queries import filter_key
 from langchain_tidb_bedrock.vectorstores.schema import ID_LENGTH, DistanceStrategy
-from langchain_tidb_bedrock.vectorstores.tokenize import ANALYZER_VERSION, term_counts, tokenize
+from langchain_tidb_bedrock.vectorstores.tokenize import ANALYZER_VERSION, tokenize
 
 if TYPE_CHECKING:
     from langchain_tidb_bedrock.vectorstores.search import Search
@@ -59,6 +60,7 @@ __all__ = [
     "BM25",
     "Fusion",
     "KeywordTables",
+    "Packed",
     "TiDBVectorStoreRetriever",
     "fts_hybrid_sql",
     "reciprocal_rank_fusion",
@@ -69,6 +71,7 @@ BUCKETS = 512
 _MARK = "ltb-keyword"
 _COMMENT = re.compile(rf"{_MARK} v(\d+) buckets=(\d+)")
 _ID_BATCH = 1000
+_KEY_MASK = (1 << 40) - 1
 # FTS_MATCH_WORD does not exist (MySQL error 1305, FUNCTION does not exist).
 _NO_FUNCTION = 1305
 
@@ -105,6 +108,14 @@ def term_hash(term: str) -> int:
 # ---------------------------------------------------------------------------- tables
 
 
+@dataclass(frozen=True)
+class Packed:
+    """One segment's analysis: each text's length in terms, and (bucket, postings JSON)."""
+
+    lengths: list[int]
+    postings: list[tuple[int, str]]
+
+
 class KeywordTables:
     """The side tables of one store table, and the statements that maintain them."""
 
@@ -113,6 +124,7 @@ class KeywordTables:
         base = main.name
         self.main = main
         self.buckets = buckets
+        self._keys: dict[str, tuple[int, int]] = {}  # term -> (bucket, key), a cache
         self.names = (f"{base}_kw", f"{base}_kwdocs", f"{base}_kwseg")
         for name in self.names:
             if len(name) > 64:
@@ -134,6 +146,7 @@ class KeywordTables:
             md,
             sa.Column("id", sa.String(ID_LENGTH), primary_key=True),
             sa.Column("seg", sa.BigInteger),
+            sa.Column("slot", sa.Integer),
             sa.Column("dl", sa.Integer),
         )
         self.segs = sa.Table(
@@ -148,7 +161,12 @@ class KeywordTables:
         self._insert_postings = (
             f"INSERT INTO {q[0]} (`bucket`, `seg`, `postings`) VALUES (%s, %s, %s)"
         )
-        self._replace_docs = f"REPLACE INTO {q[1]} (`id`, `seg`, `dl`) VALUES (%s, %s, %s)"
+        # REPLACE moves the id to its new (seg, slot): the old postings go stale. ``id`` is the
+        # clustered key and (seg, slot) a plain index: with (seg, slot) clustered and a unique
+        # index on id, this step cost as much as writing the postings (measured, 5,000 rows).
+        self._replace_docs = (
+            f"REPLACE INTO {q[1]} (`seg`, `slot`, `id`, `dl`) VALUES (%s, %s, %s, %s)"
+        )
         self._insert_seg = (
             f"INSERT INTO {q[2]} (`seg`, `n`, `live`, `total`) VALUES (%s, %s, %s, %s)"
         )
@@ -175,8 +193,8 @@ class KeywordTables:
             f"CREATE TABLE IF NOT EXISTS {q[0]} (`bucket` SMALLINT NOT NULL, "
             "`seg` BIGINT NOT NULL, `postings` MEDIUMTEXT NOT NULL, "
             f"PRIMARY KEY (`bucket`, `seg`)) COMMENT = '{self.comment}'",
-            f"CREATE TABLE IF NOT EXISTS {q[1]} (`id` {ids} PRIMARY KEY, "
-            "`seg` BIGINT NOT NULL, `dl` INT NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {q[1]} (`seg` BIGINT NOT NULL, `slot` INT NOT NULL, "
+            f"`id` {ids}, `dl` INT NOT NULL, PRIMARY KEY (`id`), KEY (`seg`, `slot`))",
             f"CREATE TABLE IF NOT EXISTS {q[2]} (`seg` BIGINT NOT NULL PRIMARY KEY, "
             "`n` INT NOT NULL, `live` INT NOT NULL, `total` BIGINT NOT NULL)",
         ]
@@ -187,7 +205,7 @@ class KeywordTables:
 
     # ------------------------------------------------------------------ writes
 
-    def _retire(self, ids: sa.ColumnElement[bool]) -> list[WriteStep]:
+    def _retire(self, ids: sa.ColumnElement[bool], *, forget: bool = True) -> list[WriteStep]:
         """Subtract the documents matching ``ids`` from their segments, then forget them."""
         d, s = self.docs, self.segs
         gone = (
@@ -205,30 +223,67 @@ class KeywordTables:
             .where(s.c.seg == gone.c.seg)
             .values(live=s.c.live - gone.c.c, total=s.c.total - gone.c.l)
         )
-        return [update, sa.delete(d).where(ids)]
+        return [update, sa.delete(d).where(ids)] if forget else [update]
 
-    def write_steps(self, ids: Sequence[str], texts: Sequence[str]) -> list[WriteStep]:
-        """Index ``texts`` as a new segment, replacing earlier versions of these ids."""
+    def term_key(self, term: str) -> tuple[int, int]:
+        """(bucket, key) of a term: the key is 40 more bits of its hash, stored per posting."""
+        found = self._keys.get(term)
+        if found is None:
+            if len(self._keys) > 500_000:
+                self._keys.clear()
+            h = term_hash(term)
+            found = self._keys[term] = (h % self.buckets, (h // self.buckets) & _KEY_MASK)
+        return found
+
+    def pack(self, texts: Sequence[str]) -> Packed:
+        """Analyze ``texts`` as one segment: the CPU part of :meth:`write_steps`.
+
+        Pure (no I/O, no shared state but a cache), so a writer may run it in a thread
+        ahead of the transaction that stores it.
+        """
+        buckets: dict[int, list[int]] = {}
+        lengths: list[int] = []
+        known, key_of = self._keys, self.term_key
+        for slot, text in enumerate(texts):
+            terms = tokenize(text)
+            length = len(terms)
+            lengths.append(length)
+            for term, tf in Counter(terms).items():
+                bucket, key = known.get(term) or key_of(term)
+                entry = buckets.get(bucket)
+                if entry is None:
+                    entry = buckets[bucket] = []
+                entry += (key, slot, tf, length)
+        payload = [(b, orjson.dumps(p).decode()) for b, p in sorted(buckets.items())]
+        return Packed(lengths, payload)
+
+    def write_steps(
+        self, ids: Sequence[str], texts: Sequence[str], packed: Packed | None = None
+    ) -> list[WriteStep]:
+        """Index ``texts`` as a new segment, replacing earlier versions of these ids.
+
+        A posting is four integers in its bucket's flat JSON array: the term key, the
+        document's slot in the segment, the term frequency and the document length.
+        ``packed``: :meth:`pack` of these texts, when computed ahead.
+        """
         if not ids:
             return []
+        if packed is None or len(packed.lengths) != len(ids):
+            packed = self.pack(texts)
         seg = uuid.uuid4().int >> 65  # random 63-bit segment id, one per transaction
-        buckets: dict[int, list[list[Any]]] = {}
-        doc_rows: list[tuple[Any, ...]] = []
-        total = 0
-        for doc_id, text in zip(ids, texts, strict=True):
-            counts, length = term_counts(text)
-            total += length
-            doc_rows.append((doc_id, seg, length))
-            for term, tf in counts.items():
-                h = term_hash(term)
-                buckets.setdefault(h % self.buckets, []).append([h, tf, length, doc_id])
+        doc_rows = [
+            (seg, slot, doc_id, length)
+            for slot, (doc_id, length) in enumerate(zip(ids, packed.lengths, strict=True))
+        ]
         steps: list[WriteStep] = []
         for start in range(0, len(ids), _ID_BATCH):
-            steps += self._retire(self.docs.c.id.in_(list(ids[start : start + _ID_BATCH])))
+            chunk = list(ids[start : start + _ID_BATCH])
+            steps += self._retire(self.docs.c.id.in_(chunk), forget=False)
         steps.append((self._replace_docs, doc_rows))
-        steps.append((self._insert_seg, [(seg, len(ids), len(ids), total)]))
-        if buckets:
-            rows = [(b, seg, orjson.dumps(p).decode()) for b, p in sorted(buckets.items())]
+        n, total = len(ids), sum(packed.lengths)
+        steps.append((self._insert_seg, [(seg, n, n, total)]))
+        if packed.postings:
+            rows = [(b, seg, payload) for b, payload in packed.postings]
             steps.append((self._insert_postings, rows))
         return steps
 
@@ -281,29 +336,34 @@ class KeywordTables:
 # ---------------------------------------------------------------------------- scoring
 
 
+Slot = tuple[int, int]  # (segment, slot): one indexed version of a document
+
+
 @dataclass
 class _Candidates:
-    """Postings of the query's terms, grouped per (id, segment)."""
+    """Postings of the query's terms, grouped per indexed document version."""
 
-    hits: dict[tuple[str, int], tuple[int, dict[int, int]]]  # (id, seg) -> (dl, {hash: tf})
+    hits: dict[Slot, tuple[int, dict[int, int]]]  # (seg, slot) -> (dl, {key: tf})
     dirty: set[int]
     n_docs: int
     total_len: int
 
 
-def gather(rows: Iterable[Any], hashes: set[int]) -> _Candidates:
+def gather(rows: Iterable[Any], keys: set[int]) -> _Candidates:
     """Decode the statement's rows: the query terms' postings, stale segments and totals."""
-    hits: dict[tuple[str, int], tuple[int, dict[int, int]]] = {}
+    hits: dict[Slot, tuple[int, dict[int, int]]] = {}
     dirty: set[int] = set()
     n_docs = total_len = 0
     for kind, seg, payload in rows:
         if kind == 0:
-            for h, tf, dl, doc_id in orjson.loads(payload):
-                if h in hashes:
-                    entry = hits.get((doc_id, seg))
+            flat = orjson.loads(payload)
+            for i in range(0, len(flat), 4):
+                if flat[i] in keys:
+                    where = (int(seg), flat[i + 1])
+                    entry = hits.get(where)
                     if entry is None:
-                        entry = hits[(doc_id, seg)] = (dl, {})
-                    entry[1][h] = tf
+                        entry = hits[where] = (flat[i + 3], {})
+                    entry[1][flat[i]] = flat[i + 2]
         elif kind == 1:
             dirty.add(int(seg))
         else:
@@ -312,48 +372,69 @@ def gather(rows: Iterable[Any], hashes: set[int]) -> _Candidates:
     return _Candidates(hits, dirty, n_docs, total_len)
 
 
-def bm25_scores(cands: _Candidates, hashes: Sequence[int], bm25: BM25) -> dict[str, float]:
+def bm25_scores(cands: _Candidates, keys: Sequence[int], bm25: BM25) -> dict[Slot, float]:
     """BM25 of every (live) candidate; IDF and average length over the live documents."""
-    df: dict[int, int] = dict.fromkeys(hashes, 0)
+    df: dict[int, int] = dict.fromkeys(keys, 0)
     for _, tfs in cands.hits.values():
-        for h in tfs:
-            df[h] += 1
+        for key in tfs:
+            df[key] += 1
     n = cands.n_docs
     avgdl = cands.total_len / n if n else 0.0
-    idf = {h: bm25.idf(n, df[h]) for h in hashes}
-    scores: dict[str, float] = {}
-    for (doc_id, _), (dl, tfs) in cands.hits.items():
-        scores[doc_id] = sum(idf[h] * bm25.term_score(tf, dl, avgdl) for h, tf in tfs.items())
-    return scores
+    idf = {key: bm25.idf(n, df[key]) for key in keys}
+    return {
+        where: sum(idf[key] * bm25.term_score(tf, dl, avgdl) for key, tf in tfs.items())
+        for where, (dl, tfs) in cands.hits.items()
+    }
+
+
+def _slots_in(kt: KeywordTables, slots: Sequence[Slot]) -> sa.ColumnElement[bool]:
+    return sa.tuple_(kt.docs.c.seg, kt.docs.c.slot).in_([tuple(x) for x in slots])
+
+
+def op_keyword_candidates(
+    kt: KeywordTables, query: str, bm25: BM25 | None = None
+) -> Op[list[tuple[Slot, float]]]:
+    """Every live indexed document matching a query term, with its BM25 score, best first."""
+    terms = list(dict.fromkeys(tokenize(query)))
+    if not terms:
+        return []
+    where = [kt.term_key(t) for t in terms]
+    keys = [key for _, key in where]
+    rows = yield from read(kt.postings_read([bucket for bucket, _ in where]))
+    cands = gather(rows, set(keys))
+    stale = [x for x in cands.hits if x[0] in cands.dirty]
+    if stale:
+        # Segments with retired documents: keep the versions kwdocs still points at.
+        current: set[Slot] = set()
+        for start in range(0, len(stale), _ID_BATCH):
+            found = yield from read(
+                sa.select(kt.docs.c.seg, kt.docs.c.slot).where(
+                    _slots_in(kt, stale[start : start + _ID_BATCH])
+                )
+            )
+            current.update((int(r.seg), int(r.slot)) for r in found)
+        for x in stale:
+            if x not in current:
+                del cands.hits[x]
+    scores = bm25_scores(cands, keys, bm25 or BM25())
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 def op_keyword_scores(
     kt: KeywordTables, query: str, bm25: BM25 | None = None
 ) -> Op[list[tuple[str, float]]]:
-    """Every document matching a query term, with its BM25 score, best first (ties by id)."""
-    terms = list(dict.fromkeys(tokenize(query)))
-    if not terms:
-        return []
-    hashes = [term_hash(t) for t in terms]
-    rows = yield from read(kt.postings_read([h % kt.buckets for h in hashes]))
-    cands = gather(rows, set(hashes))
-    stale = [key for key in cands.hits if key[1] in cands.dirty]
-    if stale:
-        # Postings of segments with retired documents: keep those whose version is current.
-        current: set[tuple[str, int]] = set()
-        ids = sorted({doc_id for doc_id, _ in stale})
-        for start in range(0, len(ids), _ID_BATCH):
-            found = yield from read(
-                sa.select(kt.docs.c.id, kt.docs.c.seg).where(
-                    kt.docs.c.id.in_(ids[start : start + _ID_BATCH])
-                )
+    """Every document matching a query term, by id, with its BM25 score, best first."""
+    scored = yield from op_keyword_candidates(kt, query, bm25)
+    ids: dict[Slot, str] = {}
+    slots = [x for x, _ in scored]
+    for start in range(0, len(slots), _ID_BATCH):
+        rows = yield from read(
+            sa.select(kt.docs.c.seg, kt.docs.c.slot, kt.docs.c.id).where(
+                _slots_in(kt, slots[start : start + _ID_BATCH])
             )
-            current.update((r.id, int(r.seg)) for r in found)
-        for key in stale:
-            if key not in current:
-                del cands.hits[key]
-    scores = bm25_scores(cands, hashes, bm25 or BM25())
-    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+        )
+        ids.update(((int(r.seg), int(r.slot)), r.id) for r in rows)
+    return sorted(((ids[x], score) for x, score in scored), key=lambda kv: (-kv[1], kv[0]))
 
 
 # ---------------------------------------------------------------------------- fusion
@@ -552,15 +633,15 @@ def vector_leg(
 
 
 def _docs_rows(
-    main: sa.Table,
+    kt: KeywordTables | None,
     vector: sa.Select[Any] | None,
-    ids: Sequence[str],
+    slots: Sequence[Slot],
     condition: sa.ColumnElement[bool] | None,
 ) -> Any:
     """The vector leg's rows (leg 0) and the keyword candidates' documents (leg 1, filtered).
 
     The vector leg keeps its ``plan`` column (the exact filtered search learns its branch
-    from it); keyword rows carry NULL there.
+    from it); keyword rows carry NULL there, and their (seg, slot) to find their scores.
     """
     parts: list[sa.Select[Any]] = []
     if vector is not None:
@@ -574,17 +655,26 @@ def _docs_rows(
                 v.c.distance,
                 sa.literal(0).label("leg"),
                 plan.label("plan"),
+                sa.null().label("seg"),
+                sa.null().label("slot"),
             )
         )
-    if ids:
-        kw = sa.select(
-            main.c.id,
-            main.c.document,
-            main.c.meta,
-            sa.null().label("distance"),
-            sa.literal(1).label("leg"),
-            sa.null().label("plan"),
-        ).where(main.c.id.in_(list(ids)))
+    if kt is not None and slots:
+        main, d = kt.main, kt.docs
+        kw = (
+            sa.select(
+                main.c.id,
+                main.c.document,
+                main.c.meta,
+                sa.null().label("distance"),
+                sa.literal(1).label("leg"),
+                sa.null().label("plan"),
+                d.c.seg,
+                d.c.slot,
+            )
+            .select_from(d.join(main, main.c.id == d.c.id))
+            .where(_slots_in(kt, slots))
+        )
         if condition is not None:
             kw = kw.where(condition)
         parts.append(kw)
@@ -626,9 +716,9 @@ def op_hybrid_legs(
             raise KeywordIndexMissingError(table.name)
     # Keyword candidates first (no embedding needed), then one statement for the vector leg
     # and the candidates' documents.
-    scored: list[tuple[str, float]] = []
+    scored: list[tuple[Slot, float]] = []
     if kt is not None:
-        scored = yield from op_keyword_scores(kt, query, bm25)
+        scored = yield from op_keyword_candidates(kt, query, bm25)
     vector = yield from embed_query(query)
     params: dict[str, Any] = {
         "qv": encode_query_vector(
@@ -647,18 +737,20 @@ def op_hybrid_legs(
     # Unfiltered, every candidate exists: fetch the best fetch_k. Filtered, the filter
     # decides: fetch a wider slice, and more slices while too few match.
     step = fetch_k if condition is None else max(fetch_k * 4, 100)
-    ids = [doc_id for doc_id, _ in scored[:step]]
-    rows = yield from read(_docs_rows(main, stmt, ids, condition), params)
+    slots = [x for x, _ in scored[:step]]
+    rows = yield from read(_docs_rows(kt, stmt, slots, condition), params)
     vec_rows = [r for r in rows if r.leg == 0]
     learn(vec_rows)
-    found = [_doc(r) for r in rows if r.leg == 1]
+    found = [r for r in rows if r.leg == 1]
     start = step
     while condition is not None and len(found) < fetch_k and start < len(scored):
-        more = [doc_id for doc_id, _ in scored[start : start + step]]
-        extra = yield from read(_docs_rows(main, None, more, condition))
-        found += [_doc(r) for r in extra]
+        more = [x for x, _ in scored[start : start + step]]
+        found += yield from read(_docs_rows(kt, None, more, condition))
         start += step
-    keyword = sorted(((d, score_of[str(d.id)]) for d in found), key=lambda p: (-p[1], str(p[0].id)))
+    keyword = sorted(
+        ((_doc(r), score_of[(int(r.seg), int(r.slot))]) for r in found),
+        key=lambda p: (-p[1], str(p[0].id)),
+    )
     return vector_leg_rows(vec_rows), keyword[:fetch_k]
 
 

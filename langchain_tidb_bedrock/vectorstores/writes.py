@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -32,6 +33,7 @@ from langchain_tidb_bedrock.vectorstores.encoding import (
     is_utf8,
     to_matrix,
 )
+from langchain_tidb_bedrock.vectorstores.hybrid import Packed
 from langchain_tidb_bedrock.vectorstores.schema import ID_LENGTH, DistanceStrategy
 from langchain_tidb_bedrock.vectorstores.table import TableState
 
@@ -115,6 +117,40 @@ def _same_length(texts: Sequence[str], **others: Iterable[Any] | None) -> None:
             if name == "ids":
                 msg += "; pass one id per text"
             raise InvalidInputError(msg)
+
+
+class _Prefetch:
+    """Keyword-index analysis (``KeywordTables.pack``) of a list's batches, one batch ahead."""
+
+    def __init__(self, table: TableState, rows: list[Any] | None, size: int) -> None:
+        self.table, self.rows, self.size = table, rows, size
+        self.futures: dict[int, Future[Packed]] = {}
+        self.pool: ThreadPoolExecutor | None = None
+
+    def ahead(self, offset: int) -> None:
+        """Start analysing the batches at ``offset`` and after it (no-op without an index)."""
+        kt, rows = self.table.keyword, self.rows  # known once the table exists
+        if kt is None or rows is None:
+            return
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="ltb-keyword")
+        for start in (offset, offset + self.size):
+            if start < len(rows) and start not in self.futures:
+                texts = [r.text for r in rows[start : start + self.size]]
+                self.futures[start] = self.pool.submit(kt.pack, texts)
+
+    def take(self, offset: int, count: int) -> Packed | None:
+        """The analysis of the ``count`` rows at ``offset``, when it was started."""
+        future = self.futures.pop(offset, None)
+        if future is None or count != len((self.rows or [])[offset : offset + self.size]):
+            return None  # a batch split in several transactions: each analysed inline
+        return future.result()
+
+    def close(self) -> None:
+        for future in self.futures.values():
+            future.cancel()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False)
 
 
 class Writer:
@@ -214,6 +250,9 @@ class Writer:
         bar = tqdm(
             total=count, unit="doc", desc=f"TiDB {self.table.name}", disable=not self.show_progress
         )
+        # The keyword index's analysis of a list's next batches runs in a thread while this
+        # batch embeds and writes (it is CPU work, as long as the rows' own writing).
+        packs = _Prefetch(self.table, rows if isinstance(rows, list) else None, size)
         try:
             while batch := list(islice(stream, size)):
                 offset = len(result_ids)
@@ -233,13 +272,15 @@ class Writer:
                     vecs = to_matrix(raw_vectors, self.table.dimension, reject_zero=reject_zero)
                 if info is None or self.table.dimension is None:
                     info = yield from self.table.op_ensure(int(vecs.shape[1]))
+                packs.ahead(offset)
                 encoded = encode_vectors(vecs)
                 params = [(r.id, v, r.text, r.meta) for r, v in zip(batch, encoded, strict=True)]
                 sizes = [r.size + len(r.id) + len(v) for r, v in zip(batch, encoded, strict=True)]
-                yield from self.op_write_rows(params, offset, sizes)
+                yield from self.op_write_rows(params, offset, sizes, packs.take)
                 result_ids.extend(r.id for r in batch)
                 bar.update(len(batch))
         finally:
+            packs.close()
             bar.close()
         return result_ids
 
@@ -248,6 +289,7 @@ class Writer:
         params: list[tuple[str, str, str, str]],
         offset: int,
         sizes: list[int] | None = None,
+        packed: Callable[[int, int], Packed | None] | None = None,
     ) -> Op[None]:
         """Write encoded rows (id, vector, text, meta); ``offset`` positions them in the input.
 
@@ -270,21 +312,26 @@ class Writer:
         start = offset
         for chunk in slices:
             try:
-                yield from self._write_chunk(chunk)
+                yield from self._write_chunk(chunk, packed(start, len(chunk)) if packed else None)
             except (sa.exc.DBAPIError, CommitUnknownError) as exc:
                 raise WriteError(self.table.name, start, len(chunk), start, exc) from exc
             start += len(chunk)
 
-    def _write_chunk(self, params: list[tuple[str, str, str, str]]) -> Op[None]:
+    def _write_chunk(
+        self, params: list[tuple[str, str, str, str]], packed: Packed | None = None
+    ) -> Op[None]:
         upsert = self.table.queries.upsert_sql
         # The keyword index (hybrid search) changes in the same transaction as the rows.
         kt = self.table.keyword
-        side = kt.write_steps([r[0] for r in params], [r[2] for r in params]) if kt else []
+        side = kt.write_steps([r[0] for r in params], [r[2] for r in params], packed) if kt else []
         if not self.bulk_load:
             try:
                 yield from write((upsert, params), *side)
             except CommitUnknownError:
-                # Lost during COMMIT: the upsert is idempotent, so running it again is safe.
+                # Lost during COMMIT: the upsert is idempotent, so running it again is safe
+                # (the keyword index as a new segment: the first may be stored).
+                if kt is not None:
+                    side = kt.write_steps([r[0] for r in params], [r[2] for r in params], packed)
                 yield from write((upsert, params), *side)
             return
         try:

@@ -168,25 +168,26 @@ def test_missing_function_is_recognised() -> None:
 def test_write_steps_pack_postings_by_bucket() -> None:
     kt = hybrid.KeywordTables(table_object("docs"), buckets=8)
     steps = kt.write_steps(["a", "b"], ["lock lock wait", "wait"])
-    update, delete, docs, segs, postings = steps
-    assert "UPDATE docs_kwseg" in _sql(update)
-    assert _sql(delete).startswith("DELETE FROM docs_kwdocs WHERE docs_kwdocs.id IN")
+    retire, docs, segs, postings = steps
+    assert "UPDATE docs_kwseg" in _sql(retire)  # an upserted id leaves its old segment's counts
     assert isinstance(docs, tuple)
     assert docs[0].startswith("REPLACE INTO `docs_kwdocs`")
-    seg = docs[1][0][1]
-    assert docs[1] == [("a", seg, 3), ("b", seg, 1)]
+    seg = docs[1][0][0]
+    assert docs[1] == [(seg, 0, "a", 3), (seg, 1, "b", 1)]
     assert isinstance(segs, tuple)
     assert segs[1] == [(seg, 2, 2, 4)]
     assert isinstance(postings, tuple)
     entries = {}
     for bucket, row_seg, payload in postings[1]:
         assert row_seg == seg
-        for h, tf, dl, doc_id in orjson.loads(payload):
-            assert h % 8 == bucket
-            entries[(h, doc_id)] = (tf, dl)
-    lock, wait = hybrid.term_hash("lock"), hybrid.term_hash("wait")
-    assert entries == {(lock, "a"): (2, 3), (wait, "a"): (1, 3), (wait, "b"): (1, 1)}
+        flat = orjson.loads(payload)
+        for i in range(0, len(flat), 4):
+            key, slot, tf, dl = flat[i : i + 4]
+            entries[(bucket, key, slot)] = (tf, dl)
+    lock, wait = kt.term_key("lock"), kt.term_key("wait")
+    assert entries == {(*lock, 0): (2, 3), (*wait, 0): (1, 3), (*wait, 1): (1, 1)}
     assert kt.write_steps([], []) == []
+    assert all(0 <= kt.term_key(t)[0] < 8 and kt.term_key(t)[1] < 2**40 for t in ("x", "y"))
 
 
 def test_side_tables_named_within_identifier_limits() -> None:
