@@ -4,9 +4,10 @@ TiDB's own full-text search (``FTS_MATCH_WORD``) exists only on some TiDB Cloud 
 regions; self-managed TiDB and the local server have none. So the store keeps its own inverted
 index in three side tables, written in the same transactions as the rows:
 
-* ``<table>_kw`` (bucket, seg, postings): one row per term-hash bucket per *segment* (the rows of
-  one write transaction); ``postings`` is JSON ``[[term_hash, tf, doc_len, id], ...]``.
-* ``<table>_kwdocs`` (id, seg, dl): the segment holding each document's live postings.
+* ``<table>_kw`` (bucket, seg, postings): one row per term-hash bucket (512) per *segment* (the
+  rows of one write transaction); ``postings`` is a flat JSON array of integers, four per
+  posting: the term's 40-bit key, the document's slot in the segment, tf, document length.
+* ``<table>_kwdocs`` (id, seg, slot, dl): where each document's live postings are.
 * ``<table>_kwseg`` (seg, n, live, total): documents written, still live, and their length.
 
 Why packed postings: one row per (term, document), the textbook layout, costs ~50 rows per
@@ -14,11 +15,13 @@ document and measured 0.07-0.15x the ingest rate of the rows alone here; one row
 (bucket, segment) costs about two narrow rows per document. An upsert or delete moves or drops
 the ``kwdocs`` row and subtracts the old version from its segment's counts in the same
 transaction, so stale postings are ignored by the query (a segment with ``live < n`` has its
-candidates checked against ``kwdocs``).
+candidates checked against ``kwdocs``). Segments are never merged: after heavy upserts a
+rebuild (drop the side tables, :func:`op_create_keyword_index`) reclaims the stale postings.
 
 A query reads the buckets of its terms and the segment counts in one statement, scores BM25 in
-Python (exact: IDF and average length over the live documents), and fetches the best documents
-(with the metadata filter) in the same statement as the vector leg. Where the server has
+Python (exact: IDF and average length over the live documents, Lucene's formula), and fetches
+the best documents (with the metadata filter) in the same statement as the vector leg: two
+round trips (three when stale segments hold candidates). Where the server has
 ``FTS_MATCH_WORD`` and the table a ``FULLTEXT`` index, that leg is used instead (one statement).
 """
 

@@ -7,7 +7,8 @@ One analyzer for documents and queries (a term only matches what the same analyz
 * identifiers, error codes and versions stay whole *and* give their parts:
   ``ER_LOCK_DEADLOCK`` -> ``er_lock_deadlock``, ``er``, ``lock``, ``deadlock``;
   ``BedrockReranker`` -> ``bedrockreranker``, ``bedrock``, ``reranker``; ``v8.5.4`` stays one
-  term (its parts too), so an exact identifier scores on its rare whole form;
+  term (its parts too); ``boto3.some_name()`` gives ``boto3.some_name`` and ``some_name``
+  with its parts; so an exact identifier scores on its rare whole form;
 * CJK (Han, kana, Hangul) has no spaces: each run gives overlapping character bigrams (a lone
   character stands alone), Lucene's ``CJKBigramFilter`` approach, which needs no dictionary.
 
@@ -23,7 +24,7 @@ from collections import Counter
 
 __all__ = ["ANALYZER_VERSION", "MAX_TERM_CHARS", "STOP_WORDS", "term_counts", "tokenize"]
 
-ANALYZER_VERSION = 1
+ANALYZER_VERSION = 2
 """Bumped when :func:`tokenize` changes what it emits (the term table records it)."""
 MAX_TERM_CHARS = 64
 
@@ -41,6 +42,7 @@ _TOKEN = re.compile(
     rf"[{_CJK}]+|(?:[^\W{_CJK}]+(?:[.\-/:][^\W{_CJK}]+)*)",
 )
 _PARTS = re.compile(r"[^\W_]+")
+_JOINERS = re.compile(r"[.\-/:]")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z0-9]+|[A-Z0-9]+")
 _IS_CJK = re.compile(rf"[{_CJK}]")
 
@@ -60,12 +62,13 @@ def _stem(word: str) -> str:
     return word[:-1]
 
 
-def _word_terms(raw: str, out: list[str]) -> None:
+def _segment_terms(raw: str, out: list[str]) -> None:
+    """One segment between joiners: a plain word, or an identifier (whole, then its parts)."""
     whole = raw.lower()
     if whole in STOP_WORDS:
         return
-    parts = [p.lower() for p in _PARTS.findall(raw)]
-    if len(parts) == 1 and whole == parts[0]:
+    parts = _PARTS.findall(raw)
+    if len(parts) == 1 and whole == parts[0].lower():
         # A plain word; camelCase inside it still gives its parts.
         camel = [c.lower() for c in _CAMEL.findall(raw)]
         out.append(_stem(whole)[:MAX_TERM_CHARS])
@@ -73,11 +76,21 @@ def _word_terms(raw: str, out: list[str]) -> None:
             out.extend(_stem(c)[:MAX_TERM_CHARS] for c in camel if c not in STOP_WORDS)
         return
     out.append(whole[:MAX_TERM_CHARS])
-    for raw_part in _PARTS.findall(raw):
+    for raw_part in parts:
         pieces = [c.lower() for c in _CAMEL.findall(raw_part)] or [raw_part.lower()]
         if len(pieces) > 1:
             out.append(raw_part.lower()[:MAX_TERM_CHARS])
         out.extend(_stem(p)[:MAX_TERM_CHARS] for p in pieces if p not in STOP_WORDS)
+
+
+def _word_terms(raw: str, out: list[str]) -> None:
+    segments = _JOINERS.split(raw)
+    if len(segments) > 1:
+        # "pkg.module.some_name": the dotted whole, then each segment as a word of its own,
+        # so a query for "some_name" finds it.
+        out.append(raw.lower()[:MAX_TERM_CHARS])
+    for segment in segments:
+        _segment_terms(segment, out)
 
 
 def _cjk_terms(run: str, out: list[str]) -> None:

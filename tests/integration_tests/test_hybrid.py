@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -276,3 +277,42 @@ def test_cjk_text_is_found_by_its_words(store: TiDBVectorStore) -> None:
     assert store.hybrid_search("向量检索", k=1)[0].id == "vec"
     _, keyword = store._run(hybrid.op_hybrid_legs(store._search, "公园", 3, None))
     assert [d.id for d, _ in keyword] == ["walk"]
+
+
+@pytest.mark.parametrize("as_list", [True, False])
+def test_batches_analysed_ahead_or_inline_index_the_same(
+    tidb_url: str, as_list: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[str] = []
+    pack = hybrid.KeywordTables.pack
+
+    def spy(self: hybrid.KeywordTables, texts: list[str]) -> hybrid.Packed:
+        threads.append(threading.current_thread().name)
+        return pack(self, texts)
+
+    monkeypatch.setattr(hybrid.KeywordTables, "pack", spy)
+    rng = random.Random(11)
+    texts = [_text(rng, rng.randint(1, 20)) for _ in range(45)]
+    ids = [f"b{i}" for i in range(45)]
+    s = TiDBVectorStore(
+        DeterministicFakeEmbedding(size=DIM),
+        connection_string=tidb_url,
+        table_name=f"hy_{uuid.uuid4().hex[:12]}",
+        keyword_search=True,
+        batch_size=7,  # 7 batches: a list's are analysed one batch ahead, in a thread
+    )
+    try:
+        s.add_texts(texts if as_list else iter(texts), ids=ids)
+        s.add_texts(texts[:20] if as_list else iter(texts[:20]), ids=ids[:20])  # upserts
+        ahead = [t for t in threads if t.startswith("ltb-keyword")]
+        # A list: every batch is analysed in the thread (the first once the table exists).
+        assert (len(ahead), len(threads)) == ((10, 10) if as_list else (0, 10))
+        _assert_index_matches(s, ["vector search", "region", "latency throughput"])
+        with s.engine.connect() as conn:
+            kt = s._table.keyword
+            assert kt is not None
+            segs = conn.execute(sa.select(sa.func.count()).select_from(kt.segs)).scalar()
+        assert segs == 7 + 3
+    finally:
+        s.drop_table()
+        s.close()
