@@ -19,7 +19,7 @@ from langchain_aws import BedrockEmbeddings
 from benchmarks.common import Row, legacy_store_class, median_of
 from benchmarks.embed import LATENCY, MODEL_ID, REGION, fake_aws_env, local_bedrock_process
 from langchain_tidb_bedrock import BedrockTitanEmbeddings, TiDBVectorStore
-from langchain_tidb_bedrock.cli.ingest import _source_name, discover_files, ingest_paths, split_file
+from langchain_tidb_bedrock.ingest import discover_files, ingest_paths, source_name, split_file
 
 DIM = 512
 _SLOW_REPEAT_ABOVE = 500  # the alternative runs once above this many documents (~25 s per 1,000)
@@ -46,7 +46,7 @@ def load_chunks(folder: Path) -> tuple[list[str], list[dict[str, Any]], list[str
     metas: list[dict[str, Any]] = []
     ids: list[str] = []
     for path in files:
-        for doc in split_file(path, _source_name(path)):
+        for doc in split_file(path, source_name(path)):
             texts.append(doc.page_content)
             metas.append(doc.metadata)
             ids.append(str(doc.id))

@@ -22,8 +22,12 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnablePassthrough
 
-from langchain_tidb_bedrock import TiDBRecordManager
-from langchain_tidb_bedrock.cli.services import open_runtime
+from langchain_tidb_bedrock import (
+    BedrockTitanEmbeddings,
+    TiDBRecordManager,
+    TiDBVectorStore,
+    create_llama3_chat,
+)
 
 TABLE = "tidb_bedrock_existing_app"
 
@@ -68,7 +72,11 @@ def build_app_chain(retriever: BaseRetriever, llm: BaseChatModel) -> Runnable[st
 
 
 def main() -> None:
-    with open_runtime(table=TABLE) as (store, llm, embeddings):
+    # TiDB and Bedrock come from the environment (TIDB_*, AWS_*), else local stand-ins.
+    embeddings = BedrockTitanEmbeddings()
+    store = TiDBVectorStore(embeddings, table_name=TABLE)
+    llm = create_llama3_chat()
+    try:
         record_manager = TiDBRecordManager(
             f"tidb/{TABLE}", engine=store.tidb_engine, table_name=f"{TABLE}_records"
         )
@@ -101,6 +109,9 @@ def main() -> None:
         chain = build_app_chain(store.as_retriever(search_kwargs={"k": 2}), llm)
         question = "How fast does the on-call engineer answer pages?"
         print(f"\nQ: {question}\nA: {chain.invoke(question)}")
+    finally:
+        store.close()
+        embeddings.close()
 
 
 if __name__ == "__main__":

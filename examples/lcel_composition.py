@@ -18,8 +18,8 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda, RunnableParallel, RunnablePassthrough
 
-from langchain_tidb_bedrock.cli.ingest import add_new_documents, chunk_id
-from langchain_tidb_bedrock.cli.services import open_runtime
+from langchain_tidb_bedrock import BedrockTitanEmbeddings, TiDBVectorStore, create_llama3_chat
+from langchain_tidb_bedrock.ingest import chunk_id
 
 NOTES = {
     "architecture.md": "TiDB separates compute from storage: TiDB servers are stateless SQL "
@@ -58,14 +58,21 @@ def cited_sources(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    with open_runtime(table="tidb_bedrock_lcel") as (store, llm, _embeddings):
+    # TiDB and Bedrock come from the environment (TIDB_*, AWS_*), else local stand-ins.
+    embeddings = BedrockTitanEmbeddings()
+    store = TiDBVectorStore(embeddings, table_name="tidb_bedrock_lcel")
+    llm = create_llama3_chat()
+    try:
         docs = [
             Document(
                 id=chunk_id(src, text), page_content=text, metadata={"source": src, "chunk": 0}
             )
             for src, text in NOTES.items()
         ]
-        add_new_documents(store, docs)
+        present = store.get_metadata([doc.id for doc in docs if doc.id])  # no texts read
+        new = [doc for doc in docs if doc.id not in present]
+        if new:
+            store.add_documents(new)
         retriever = store.as_retriever(search_kwargs={"k": 2})
 
         answer = (
@@ -93,6 +100,9 @@ def main() -> None:
         for piece in streamed.stream("Where does TiDB store columns for analytics?"):
             print(piece, end="", flush=True)
         print()
+    finally:
+        store.close()
+        embeddings.close()
 
 
 if __name__ == "__main__":

@@ -4,9 +4,9 @@ Five facts are embedded with Amazon Titan Text Embeddings V2 (512 dimensions, no
 TiDB vector table, the question is answered from the nearest facts by Llama 3 on Bedrock, and
 the answer cites its sources. Re-running it does not duplicate anything (ids come from content).
 
-Run it with nothing configured and it works offline: a local tidb-server and LocalBedrock (a
-stand-in that extracts sentences, not a model). Set TIDB_URL (or TIDB_HOST...) and AWS
-credentials + AWS_REGION to use the real services.
+Run it with nothing configured and it works offline: the library uses a local tidb-server and
+LocalBedrock (a stand-in that extracts sentences, not a model), each announced on stderr. Set
+TIDB_URL (or TIDB_HOST...) and AWS credentials + AWS_REGION to use the real services.
 
     python examples/quickstart.py
 """
@@ -15,10 +15,14 @@ from __future__ import annotations
 
 from langchain_core.documents import Document
 
+from langchain_tidb_bedrock import (
+    BedrockTitanEmbeddings,
+    TiDBVectorStore,
+    create_llama3_chat,
+    create_rag_chain,
+)
 from langchain_tidb_bedrock.chains.prompts import format_sources
-from langchain_tidb_bedrock.chains.rag import create_rag_chain
-from langchain_tidb_bedrock.cli.ingest import add_new_documents, chunk_id
-from langchain_tidb_bedrock.cli.services import open_runtime
+from langchain_tidb_bedrock.ingest import chunk_id
 
 SOURCE = "quickstart-facts"
 FACTS = [
@@ -37,21 +41,28 @@ QUESTION = "What is TiDB?"
 
 
 def main() -> None:
-    # open_runtime picks TiDB and Bedrock (real or local) and stops whatever it started.
-    with open_runtime(table="tidb_bedrock_quickstart", dimensions=512) as (store, llm, embeddings):
+    # TiDB and Bedrock come from the environment (TIDB_*, AWS_*), else local stand-ins.
+    embeddings = BedrockTitanEmbeddings(dimensions=512)  # normalised unit vectors by default
+    store = TiDBVectorStore(embeddings, table_name="tidb_bedrock_quickstart")
+    llm = create_llama3_chat()
+    try:
         docs = [
             Document(
-                id=chunk_id(SOURCE, fact),
+                id=chunk_id(SOURCE, fact),  # ids from the content: re-running adds nothing
                 page_content=fact,
                 metadata={"source": SOURCE, "chunk": n},
             )
             for n, fact in enumerate(FACTS)
         ]
-        added, present = add_new_documents(store, docs)
+        # Which ids are stored already (ids and metadata only), so only new facts are embedded.
+        present = store.get_metadata([doc.id for doc in docs if doc.id])
+        new = [doc for doc in docs if doc.id not in present]
+        if new:
+            store.add_documents(new)
         print(
             f"Stored {len(docs)} facts in {store.table_name} with {embeddings.model_id} "
-            f"({embeddings.dimensions} dimensions, normalised): {added} embedded, "
-            f"{present} already there."
+            f"({embeddings.dimensions} dimensions, normalised): {len(new)} embedded, "
+            f"{len(present)} already there."
         )
 
         print(f"\nVector search for {QUESTION!r} (cosine distance, lower is closer):")
@@ -64,6 +75,9 @@ def main() -> None:
         print("Sources:")
         for line in format_sources(result["context"]):
             print(f"  {line}")
+    finally:
+        store.close()
+        embeddings.close()
 
 
 if __name__ == "__main__":

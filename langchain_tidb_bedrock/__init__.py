@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from langchain_tidb_bedrock.chains.rag import create_rag_chain
     from langchain_tidb_bedrock.chat_message_histories.base import TiDBChatMessageHistory
     from langchain_tidb_bedrock.chat_models.llama import DEFAULT_LLM_MODEL_ID, create_llama3_chat
-    from langchain_tidb_bedrock.cli.ingest import IngestSummary, ingest_paths
     from langchain_tidb_bedrock.db.connection import tidb_url_from_env
     from langchain_tidb_bedrock.db.engine import TiDBEngine
     from langchain_tidb_bedrock.document_compressors.rerank import BedrockReranker
@@ -46,6 +45,7 @@ if TYPE_CHECKING:
         WriteError,
     )
     from langchain_tidb_bedrock.indexing.record_manager import TiDBRecordManager
+    from langchain_tidb_bedrock.ingest.pipeline import IngestSummary, ingest_paths
     from langchain_tidb_bedrock.langgraph.checkpoint import TiDBSaver
     from langchain_tidb_bedrock.langgraph.retrieval import (
         TiDBRetrievalMiddleware,
@@ -66,8 +66,8 @@ _EXPORTS: dict[str, str] = {
     "create_rag_chain": "chains.rag",
     "DEFAULT_LLM_MODEL_ID": "chat_models.llama",
     "create_llama3_chat": "chat_models.llama",
-    "IngestSummary": "cli.ingest",
-    "ingest_paths": "cli.ingest",
+    "IngestSummary": "ingest.pipeline",
+    "ingest_paths": "ingest.pipeline",
     "DEFAULT_EMBEDDING_MODEL_ID": "embeddings.titan",
     "BedrockTitanEmbeddings": "embeddings.titan",
     "BedrockBatchEmbeddings": "embeddings.batch",

@@ -18,12 +18,14 @@ __all__ = [
     "CommitUnknownError",
     "ConnectionConfigError",
     "FilterError",
+    "IngestInterrupted",
     "InvalidEmbeddingError",
     "KeywordIndexMissingError",
     "LoadDataWarningError",
     "PartialEmbeddingError",
     "InvalidInputError",
     "RuntimeConfigError",
+    "SourceNameError",
     "TiDBBedrockError",
     "TiFlashUnavailableError",
     "WriteError",
@@ -40,6 +42,33 @@ class InvalidInputError(TiDBBedrockError, ValueError):
 
 class FilterError(InvalidInputError):
     """A malformed metadata filter; the message names the bad part and where it is."""
+
+
+class SourceNameError(InvalidInputError):
+    """Two files to ingest would be stored under one source name (or ``name=`` was ambiguous)."""
+
+
+class IngestInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped an ingest: what was stored, and what a rerun finishes.
+
+    A ``KeyboardInterrupt`` on purpose, so code that lets Ctrl-C through still does. Files
+    cut short are marked incomplete in what is stored (see ``ingest.sources``); running the
+    same ingest again embeds only what is missing.
+
+    Attributes:
+        stored: New chunks embedded and stored before the interrupt.
+        pending: New chunks this run wanted to store.
+        incomplete: Sources (files) of which only some chunks are stored.
+    """
+
+    def __init__(self, stored: int, pending: int, incomplete: list[str]) -> None:
+        self.stored, self.pending, self.incomplete = stored, pending, incomplete
+        files = len(incomplete)
+        cut = f"; {files} {'file is' if files == 1 else 'files are'} incomplete" if files else ""
+        super().__init__(
+            f"{stored} of {pending} new {'chunk' if pending == 1 else 'chunks'} stored{cut}; "
+            "run the same ingest again to finish"
+        )
 
 
 class ConnectionConfigError(InvalidInputError):

@@ -9,7 +9,7 @@ citing answer. Retrieval and rerank settings can be overridden per call through
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from langchain_core.documents import BaseDocumentCompressor, Document
@@ -19,6 +19,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import (
     Runnable,
     RunnableConfig,
+    RunnableGenerator,
     RunnableLambda,
     RunnablePassthrough,
     RunnablePick,
@@ -166,6 +167,41 @@ def _standalone(rewritten: str, fallback: str) -> str:
         if text:
             return text
     return fallback
+
+
+def _is_empty_answer(chunk: Mapping[str, Any]) -> bool:
+    return set(chunk) == {"answer"} and not chunk["answer"]
+
+
+def _drop_empty_answers(chunks: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Leave out the stream's ``{"answer": ""}`` chunks (a model's message start, say).
+
+    One is kept only when the answer is empty altogether, so ``answer`` is always there.
+    """
+    held, answered = None, False
+    for chunk in chunks:
+        if _is_empty_answer(chunk):
+            held = chunk
+            continue
+        answered = answered or "answer" in chunk
+        yield chunk
+    if held is not None and not answered:
+        yield held
+
+
+async def _adrop_empty_answers(
+    chunks: AsyncIterator[dict[str, Any]],
+) -> AsyncIterator[dict[str, Any]]:
+    """Async :func:`_drop_empty_answers`."""
+    held, answered = None, False
+    async for chunk in chunks:
+        if _is_empty_answer(chunk):
+            held = chunk
+            continue
+        answered = answered or "answer" in chunk
+        yield chunk
+    if held is not None and not answered:
+        yield held
 
 
 def _answer_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -391,5 +427,6 @@ def create_rag_chain(
         | RunnableLambda(rerank_docs, afunc=arerank_docs).with_config(run_name="rerank")
         | RunnablePassthrough.assign(answer=answer_chain)
         | RunnablePick(list(OUTPUT_KEYS))
+        | RunnableGenerator(_drop_empty_answers, _adrop_empty_answers, name="drop_empty")
     )
     return chain.with_config(run_name="tidb_bedrock_rag")

@@ -32,24 +32,23 @@ from langchain_tidb_bedrock.chains.prompts import format_sources
 from langchain_tidb_bedrock.chains.rag import create_rag_chain
 from langchain_tidb_bedrock.chat_message_histories import TiDBChatMessageHistory
 from langchain_tidb_bedrock.chat_message_histories.messages import check_session_id
-from langchain_tidb_bedrock.cli.ingest import (
-    SUPPORTED_SUFFIXES,
-    SourceNameError,
-    add_new_documents,
-    chunk_id,
-    ingest_plan,
-    plan_ingest,
-)
 from langchain_tidb_bedrock.cli.services import DEFAULT_TABLE, RuntimeConfigError, open_runtime
-from langchain_tidb_bedrock.cli.stored import (
-    closest_sources,
-    delete_sources,
-    list_sources,
-    match_sources,
-)
 from langchain_tidb_bedrock.db.connection import ConnectionConfigError
 from langchain_tidb_bedrock.embeddings._s3 import BatchInferenceError
-from langchain_tidb_bedrock.embeddings.titan import BedrockEmbeddingError
+from langchain_tidb_bedrock.embeddings.titan import VALID_DIMENSIONS, BedrockEmbeddingError
+from langchain_tidb_bedrock.errors import IngestInterrupted, InvalidInputError
+from langchain_tidb_bedrock.ingest import (
+    SUPPORTED_SUFFIXES,
+    add_new_documents,
+    chunk_id,
+    closest_sources,
+    delete_sources,
+    ingest_plan,
+    list_sources,
+    match_sources,
+    plan_ingest,
+)
+from langchain_tidb_bedrock.ingest.pipeline import plural
 from langchain_tidb_bedrock.vectorstores.base import TiDBVectorStore
 from langchain_tidb_bedrock.vectorstores.filters import FilterError, validate_filter
 from langchain_tidb_bedrock.vectorstores.schema import validate_identifier
@@ -176,6 +175,16 @@ def _add_rerank(command: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_dimensions(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--dimensions",
+        type=int,
+        choices=VALID_DIMENSIONS,
+        help="embedding size for a new table (default: 512); an existing table's own size is "
+        "always used",
+    )
+
+
 def _common_options() -> _Parser:
     # SUPPRESS lets the options go before or after the subcommand without one default
     # overwriting the other.
@@ -221,8 +230,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    ingest = sub.add_parser("ingest", parents=[common], help="load .txt/.md files and folders")
+    ingest = sub.add_parser("ingest", parents=[common], help="load .txt/.md/.rst files and folders")
     ingest.add_argument("paths", nargs="+", metavar="PATH")
+    ingest.add_argument(
+        "--glob",
+        action="append",
+        type=_text,
+        metavar="PATTERN",
+        help="only files matching PATTERN (repeatable; e.g. '*.py' for file names, "
+        "'guides/*.md' for paths inside a folder), instead of .txt/.md/.markdown/.rst",
+    )
+    _add_dimensions(ingest)
     ingest.add_argument(
         "--batch-size", type=_whole_number(1), default=128, help="chunks per embedding batch"
     )
@@ -290,8 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="a stored source, a folder of them, or a path as typed (repeatable)",
     )
+    delete.add_argument(
+        "--yes",
+        action="store_true",
+        help="delete without asking when more than one source matches",
+    )
     demo = sub.add_parser("demo", parents=[common], help="store five facts and ask 'What is TiDB?'")
     _add_rerank(demo)
+    _add_dimensions(demo)
     return parser
 
 
@@ -323,12 +347,32 @@ def _open(args: argparse.Namespace, table: str) -> Any:
         region=_option(args, "region"),
         llm_model_id=_option(args, "llm_model_id"),
         embedding_model_id=_option(args, "embedding_model_id"),
+        dimensions=_option(args, "dimensions"),
         verbose=bool(_option(args, "verbose", False)),
     )
 
 
 def _warn(line: str) -> None:
     print(f"warning: {line}", file=sys.stderr)
+
+
+def _note(line: str) -> None:
+    print(f"note: {line}", file=sys.stderr)
+
+
+def _as_typed(path: str) -> str:
+    """A path relative to the working directory when it is under it (as a user types it)."""
+    try:
+        return Path(path).relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path
+
+
+def _shown(names: Sequence[str], verbose: bool, most: int = 5) -> str:
+    """Names for a one-line note: all with -v, else the first few and how to see the rest."""
+    if verbose or len(names) <= most:
+        return ", ".join(names)
+    return f"{', '.join(names[:most])}, ... ({len(names) - most} more; -v lists all)"
 
 
 def _resolve_sources(store: TiDBVectorStore, values: Sequence[str]) -> tuple[list[str], int]:
@@ -357,7 +401,7 @@ def _resolve_sources(store: TiDBVectorStore, values: Sequence[str]) -> tuple[lis
 def _search_config(
     args: argparse.Namespace, store: TiDBVectorStore, default_k: int
 ) -> RunnableConfig | None:
-    """The chain's config; None when every ``--source`` matched nothing (already warned)."""
+    """The chain's config; None when ``--source`` or ``--filter`` select nothing (warned)."""
     configurable: dict[str, Any] = {"k": _option(args, "k") or default_k}
     parts: list[dict[str, Any]] = []
     if _option(args, "filter"):
@@ -369,6 +413,13 @@ def _search_config(
         parts.append({"source": {"$in": sources}})
     if parts:
         configurable["filter"] = parts[0] if len(parts) == 1 else {"$and": parts}
+    if _option(args, "filter") and not store.get(filter=configurable["filter"], limit=1):
+        within = " among the --source selection" if _option(args, "source") else ""
+        _warn(
+            f"--filter {json.dumps(args.filter, ensure_ascii=False)} matches no stored chunk"
+            f"{within} in table {store.table_name}"
+        )
+        return None
     return {"configurable": configurable}
 
 
@@ -442,17 +493,17 @@ def _batch_embeddings(args: argparse.Namespace, store: TiDBVectorStore) -> Any:
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
     # Bad paths and clashing source names fail here, before any server starts.
-    plan = plan_ingest(args.paths, name=args.name)
+    plan = plan_ingest(args.paths, name=args.name, glob=args.glob)
+    verbose = bool(_option(args, "verbose", False))
+    kinds = "/".join(SUPPORTED_SUFFIXES)
     if plan.ignored:
-        shown = ", ".join(p.as_posix() for p in plan.ignored[:5])
-        shown += ", ..." if len(plan.ignored) > 5 else ""
-        kinds = "/".join(SUPPORTED_SUFFIXES)
-        print(
-            f"note: skipping {len(plan.ignored)} files that are not {kinds}: {shown}",
-            file=sys.stderr,
-        )
+        n = len(plan.ignored)
+        names = [p.as_posix() for p in plan.ignored]
+        what = "file that is" if n == 1 else "files that are"
+        _note(f"skipping {n} {what} not {kinds}: {_shown(names, verbose)}")
     if not plan.files and not args.prune:
-        print("note: no .txt or .md files to ingest", file=sys.stderr)
+        chosen = "matching --glob" if args.glob else kinds
+        _note(f"no files to ingest ({chosen})")
         return 0
     with _open(args, DEFAULT_TABLE) as runtime:
         summary = ingest_plan(
@@ -465,15 +516,19 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
             prune=args.prune,
             embeddings=_batch_embeddings(args, runtime.store),
         )
-        unreadable = summary.ignored[len(plan.ignored) :]
-        if unreadable:
-            print(f"note: skipped {len(unreadable)} files that are not UTF-8 text", file=sys.stderr)
+        if summary.unreadable:
+            n = len(summary.unreadable)
+            what = "file that is" if n == 1 else "files that are"
+            names = [_as_typed(p) for p in summary.unreadable]
+            _note(f"skipped {n} {what} not UTF-8 text: {_shown(names, verbose)}")
         if summary.missing_sources:
-            print(
-                f"note: {summary.missing_sources} stored files under these paths no longer "
-                "exist; --prune deletes their chunks",
-                file=sys.stderr,
-            )
+            n = summary.missing_sources
+            gone = "stored file under these paths no longer exists; --prune deletes its chunks"
+            if n != 1:
+                gone = (
+                    "stored files under these paths no longer exist; --prune deletes their chunks"
+                )
+            _note(f"{n} {gone}")
         print(f"Ingested into table {runtime.store.table_name}: {summary}")
     return 0
 
@@ -553,24 +608,50 @@ def _cmd_sources(args: argparse.Namespace) -> int:
         for s in stored:
             when = s.ingested_at.replace("T", " ").rstrip("Z") if s.ingested_at else "-"
             gone = "  (file gone)" if s.path and not Path(s.path).exists() else ""
-            print(f"{s.source:<{width}}  {s.chunks:>6}  {when}{gone}")
+            cut = "" if s.complete else f"  (incomplete: {s.expected} chunks in the file)"
+            print(f"{s.source:<{width}}  {s.chunks:>6}  {when}{cut}{gone}")
         total = sum(s.chunks for s in stored)
-        print(f"{len(stored)} sources, {total} chunks in table {table}")
+        print(f"{plural(len(stored), 'source')}, {plural(total, 'chunk')} in table {table}")
+        incomplete = [s.source for s in stored if not s.complete]
+        if incomplete:
+            what = "file is" if len(incomplete) == 1 else "files are"
+            _note(
+                f"{len(incomplete)} {what} incomplete (an ingest was interrupted); "
+                "ingest them again to finish"
+            )
     return 0
 
 
 def _cmd_delete(args: argparse.Namespace) -> int:
     with _open(args, DEFAULT_TABLE) as runtime:
         sources, unmatched = _resolve_sources(runtime.store, args.source)
-        if sources:
-            chunks = {s.source: s.chunks for s in list_sources(runtime.store)}
-            delete_sources(runtime.store, sources)
-            total = sum(chunks.get(s, 0) for s in sources)
-            shown = ", ".join(sources[:5]) + (", ..." if len(sources) > 5 else "")
-            print(f"Deleted {total} chunks of {len(sources)} sources: {shown}")
-        else:
+        if not sources:
             print("Deleted nothing.")
+            return 1
+        chunks = {s.source: s.chunks for s in list_sources(runtime.store)}
+        total = sum(chunks.get(s, 0) for s in sources)
+        what = f"{plural(total, 'chunk')} of {plural(len(sources), 'source')}"
+        verbose = bool(_option(args, "verbose", False))
+        if len(sources) > 1 and not args.yes and not _confirm(what, sources, verbose):
+            print("Deleted nothing.")
+            return 1
+        delete_sources(runtime.store, sources)
+        print(f"Deleted {what}: {_shown(sources, verbose)}")
     return 1 if unmatched else 0
+
+
+def _confirm(what: str, sources: Sequence[str], verbose: bool) -> bool:
+    """Ask on the terminal before deleting several sources; refuse without one."""
+    if not sys.stdin.isatty():
+        msg = (
+            f"--source matches {len(sources)} sources ({_shown(sources, verbose)}); "
+            "pass --yes to delete them all (no terminal to ask)"
+        )
+        raise _UsageError(msg)
+    print(f"Delete {what}: {_shown(sources, verbose)}? [y/N] ", end="", file=sys.stderr)
+    sys.stderr.flush()
+    answer = sys.stdin.readline().strip().lower()
+    return answer in ("y", "yes")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -649,6 +730,21 @@ def _cleanup_on_termination() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+@contextlib.contextmanager
+def _search_notes(command: str) -> Iterator[None]:
+    """Keep the store's search notices ("no vector index") out of commands that don't search."""
+    if command not in ("sources", "delete"):
+        yield
+        return
+    store_logger = logging.getLogger("langchain_tidb_bedrock.vectorstores")
+    level = store_logger.level
+    store_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        store_logger.setLevel(level)
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
@@ -675,12 +771,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s: %(message)s"
     )
     try:
-        with _cleanup_on_termination():
+        with _cleanup_on_termination(), _search_notes(args.command):
             return _COMMANDS[args.command](args)
+    except IngestInterrupted as exc:
+        print(f"\ninterrupted: {exc}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
-    except (_UsageError, FileNotFoundError, NotADirectoryError, SourceNameError) as exc:
+    except ConnectionConfigError as exc:  # settings, not input: like the other services
+        if verbose:
+            raise
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except (_UsageError, FileNotFoundError, NotADirectoryError, InvalidInputError) as exc:
         if verbose:
             raise
         print(f"error: {_one_line(exc)}", file=sys.stderr)

@@ -24,11 +24,13 @@ from langchain_tidb_bedrock.aws_config import (
     require_aws,
 )
 from langchain_tidb_bedrock.db.connection import redact, tidb_url_from_env
+from langchain_tidb_bedrock.db.engine import TiDBEngine
 from langchain_tidb_bedrock.embeddings.titan import (
     DEFAULT_EMBEDDING_MODEL_ID,
+    VALID_DIMENSIONS,
     BedrockTitanEmbeddings,
 )
-from langchain_tidb_bedrock.errors import RuntimeConfigError
+from langchain_tidb_bedrock.errors import InvalidInputError, RuntimeConfigError
 from langchain_tidb_bedrock.local.offline import DATA_DIR_ENV, local_data_dir
 from langchain_tidb_bedrock.vectorstores.base import TiDBVectorStore
 
@@ -43,7 +45,7 @@ __all__ = [
 ]
 
 DEFAULT_TABLE = "langchain_tidb_bedrock"
-DEFAULT_DIMENSIONS = 512
+DEFAULT_DIMENSIONS = 512  # for a new table; an existing table's own size wins
 _TIDB_HINT = "set TIDB_URL or TIDB_HOST/TIDB_USER/TIDB_PASSWORD (or pass --tidb-url)"
 _AWS_HINT = "set AWS credentials and AWS_REGION (or pass --bedrock-endpoint-url)"
 # Any of these means the user meant real AWS, so missing pieces are an error, not a fallback.
@@ -75,6 +77,29 @@ def _check_tidb(store: TiDBVectorStore, where: str) -> None:
         raise RuntimeConfigError(msg) from exc
 
 
+def _dimensions(probe: TiDBVectorStore, asked: int | None) -> int:
+    """The embedding size: the existing table's, else ``asked``, else the default.
+
+    Checked before anything is embedded, so a mismatch costs nothing.
+    """
+    stored = probe.table_dimension()
+    if stored is None:
+        return DEFAULT_DIMENSIONS if asked is None else asked
+    if asked is not None and asked != stored:
+        msg = (
+            f"table {probe.table_name!r} stores {stored}-dimensional vectors, but {asked} "
+            "dimensions were asked for (--dimensions); leave it out to use the table's"
+        )
+        raise InvalidInputError(msg)
+    if stored not in VALID_DIMENSIONS:
+        msg = (
+            f"table {probe.table_name!r} stores {stored}-dimensional vectors; Titan Text "
+            f"Embeddings V2 makes {', '.join(map(str, VALID_DIMENSIONS))}: use another table"
+        )
+        raise InvalidInputError(msg)
+    return stored
+
+
 def _wants_real_aws(region: str | None) -> bool:
     return bool(region) or any(os.environ.get(name) for name in _AWS_INTENT_VARS)
 
@@ -88,7 +113,7 @@ def open_runtime(
     region: str | None = None,
     llm_model_id: str | None = None,
     embedding_model_id: str | None = None,
-    dimensions: int = DEFAULT_DIMENSIONS,
+    dimensions: int | None = None,
     max_tokens: int = 512,
     announce: Callable[[str], None] | None = _stderr,
     verbose: bool = False,
@@ -107,7 +132,8 @@ def open_runtime(
         region: AWS region (passing it means real AWS is wanted).
         llm_model_id: Chat model id; default ``BEDROCK_LLM_MODEL_ID`` or Llama 3.2 3B.
         embedding_model_id: Embedding model id; default ``BEDROCK_EMBEDDING_MODEL_ID`` or Titan V2.
-        dimensions: Titan V2 dimensions (256, 512 or 1024); vectors are normalised.
+        dimensions: Titan V2 dimensions (256, 512 or 1024); vectors are normalised. Default:
+            the table's when it exists, else :data:`DEFAULT_DIMENSIONS`.
         max_tokens: Most tokens per answer.
         announce: Called with ONE line (at most 100 characters) when local stand-ins replace
             unconfigured services (default: stderr); None to stay quiet.
@@ -121,6 +147,7 @@ def open_runtime(
         RuntimeConfigError: TiDB is unreachable or the local one cannot start.
         BedrockConfigError: Real AWS was asked for (region or credentials set) but is incomplete.
         ConnectionConfigError: The TiDB URL is not a MySQL URL.
+        InvalidInputError: ``dimensions`` differs from the existing table's (nothing embedded).
     """
     with contextlib.ExitStack() as stack:
         local_parts: list[str] = []
@@ -167,8 +194,13 @@ def open_runtime(
                     f"note: LocalBedrock at {endpoint} extracts sentences from the retrieved "
                     "passages; it is not a language model"
                 )
+        engine = TiDBEngine(url)
+        stack.callback(engine.close)
+        # The store first, without a model: the table's size decides the model's.
+        store = TiDBVectorStore(None, engine=engine, table_name=table)
+        _check_tidb(store, where)
         embeddings = BedrockTitanEmbeddings(
-            dimensions=dimensions,
+            dimensions=_dimensions(store, dimensions),
             normalize=True,
             region_name=region,
             endpoint_url=endpoint,
@@ -182,9 +214,7 @@ def open_runtime(
         llm = create_llama3_chat(
             llm_model_id, region_name=region, endpoint_url=endpoint, max_tokens=max_tokens
         )
-        store = TiDBVectorStore(embeddings, connection_string=url, table_name=table)
-        stack.callback(store.close)
-        _check_tidb(store, where)
+        store.embedding = embeddings
         # Announced only once everything is up, so a failure prints just its error line.
         if local_parts and announce is not None:
             hints = [_TIDB_HINT] if local_parts[0] == "a local TiDB" else []

@@ -385,7 +385,7 @@ class TiDBVectorStore(TableAdmin, TiDBComponent, VectorStore):
         """
 
         def op() -> Op[list[str]]:
-            return self._writer.op_add(texts, metadatas, ids, None, batch_size)
+            return self._op_add_texts(texts, metadatas, ids, batch_size)
 
         return self._run(op if _replayable(texts, metadatas, ids) else op())
 
@@ -401,9 +401,20 @@ class TiDBVectorStore(TableAdmin, TiDBComponent, VectorStore):
         """Async :meth:`add_texts`."""
 
         def op() -> Op[list[str]]:
-            return self._writer.op_add(texts, metadatas, ids, None, batch_size)
+            return self._op_add_texts(texts, metadatas, ids, batch_size)
 
         return await self._arun(op if _replayable(texts, metadatas, ids) else op())
+
+    def _op_add_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict[str, Any]] | None,
+        ids: list[str] | None,
+        batch_size: int | None,
+    ) -> Op[list[str]]:
+        # A model that cannot fill the table is refused before anything is embedded (paid).
+        yield from documents.op_check_model_dimension(self._table, self.embedding)
+        return (yield from self._writer.op_add(texts, metadatas, ids, None, batch_size))
 
     def add_embeddings(
         self,
@@ -468,6 +479,75 @@ class TiDBVectorStore(TableAdmin, TiDBComponent, VectorStore):
     ) -> list[Document]:
         """Async :meth:`get`."""
         return await self._arun(lambda: documents.op_get(self._table, filter, limit))
+
+    def get_metadata(
+        self, ids: Sequence[str] | None = None, *, filter: Mapping[str, Any] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Metadata by id, without texts or vectors (on the read pool, retried once).
+
+        Learning which of many chunks are stored, or what their metadata says, this way reads
+        only the ``id`` and ``meta`` columns.
+
+        Args:
+            ids: only these ids (missing ones are left out); None: every id.
+            filter: only rows matching this metadata filter (with ``ids``: both must hold).
+                With neither, the metadata of every row.
+        """
+        return self._run(lambda: documents.op_get_metadata(self._table, ids, filter))
+
+    async def aget_metadata(
+        self, ids: Sequence[str] | None = None, *, filter: Mapping[str, Any] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Async :meth:`get_metadata`."""
+        return await self._arun(lambda: documents.op_get_metadata(self._table, ids, filter))
+
+    def metadata_summary(
+        self,
+        key: str,
+        *,
+        max_of: Sequence[str] = (),
+        min_of: Sequence[str] = (),
+        filter: Mapping[str, Any] | None = None,
+    ) -> list[documents.MetadataGroup]:
+        """Rows grouped by the value of one metadata key, in one read of ids and metadata.
+
+        ``store.metadata_summary("source", max_of=["ingested_at"])`` lists every source with
+        its chunk count and newest ingest time.
+
+        Args:
+            key: the metadata key to group by (dots for nesting, as in filters).
+            max_of: keys whose largest value per group is wanted.
+            min_of: keys whose smallest value per group is wanted.
+            filter: only rows matching this metadata filter.
+
+        Returns:
+            ``MetadataGroup(value, rows, maxima, minima)`` per value, ordered by value
+            (rows without the key form the group ``None``).
+        """
+        return self._run(
+            lambda: documents.op_metadata_summary(self._table, key, max_of, min_of, filter)
+        )
+
+    async def ametadata_summary(
+        self,
+        key: str,
+        *,
+        max_of: Sequence[str] = (),
+        min_of: Sequence[str] = (),
+        filter: Mapping[str, Any] | None = None,
+    ) -> list[documents.MetadataGroup]:
+        """Async :meth:`metadata_summary`."""
+        return await self._arun(
+            lambda: documents.op_metadata_summary(self._table, key, max_of, min_of, filter)
+        )
+
+    def table_dimension(self) -> int | None:
+        """The vector size of the table as it exists now (None: no table yet)."""
+        return self._run(lambda: documents.op_dimension(self._table))
+
+    async def atable_dimension(self) -> int | None:
+        """Async :meth:`table_dimension`."""
+        return await self._arun(lambda: documents.op_dimension(self._table))
 
     def update_metadata(self, metadata: Mapping[str, dict[str, Any]]) -> int:
         """Replace the metadata of existing documents by id, without re-embedding them.

@@ -6,6 +6,7 @@ Vectors go to TiDB as text. orjson writes float32 with the shortest exact repres
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -173,11 +174,22 @@ def check_metadata(metadata: dict[str, Any], position: int) -> None:
             raise InvalidInputError(msg)
 
 
+def _json_default(value: Any) -> Any:
+    # Loaders put dates in metadata (file times, feed dates): stored as ISO 8601 strings,
+    # which sort and compare (``$gte``) in time order as long as they share one form.
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    msg = f"Object of type {type(value).__name__} is not JSON serializable"
+    raise TypeError(msg)
+
+
 def encode_metadata(metadata: Any, position: int) -> str:
     """Metadata as JSON text; raises ValueError unless TiDB can store it unchanged.
 
     Floats keep their value but not always their type: TiDB prints the double ``1.0`` as
     ``1`` and ``-0.0`` as ``-0``, so they come back as the equal integers ``1`` and ``0``.
+    ``datetime``, ``date`` and ``time`` values are stored as ISO 8601 strings (their
+    ``isoformat()``) and come back as those strings.
     """
     if metadata is None:
         return "{}"
@@ -186,9 +198,15 @@ def encode_metadata(metadata: Any, position: int) -> str:
         raise InvalidInputError(msg)
     check_metadata(metadata, position)
     try:
-        # stdlib json on purpose: orjson would quietly turn NaN into null and datetimes into
-        # strings, so the metadata would not round-trip.
-        return json.dumps(metadata, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        # stdlib json on purpose: orjson would quietly turn NaN into null. Dates become ISO
+        # strings on purpose (see _json_default); anything else unknown is refused.
+        return json.dumps(
+            metadata,
+            allow_nan=False,
+            ensure_ascii=False,
+            separators=(",", ":"),
+            default=_json_default,
+        )
     except (TypeError, ValueError) as exc:
         msg = f"metadata at position {position} is not JSON-serialisable: {exc}"
         raise InvalidInputError(msg) from None

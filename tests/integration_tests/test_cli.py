@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from helpers.env import offline_env
 
 from langchain_tidb_bedrock.cli import main as cli
-from langchain_tidb_bedrock.cli.ingest import chunk_id, split_file
+from langchain_tidb_bedrock.ingest import chunk_id, split_file
 from langchain_tidb_bedrock.local.bedrock import LocalBedrock
 
 SECTION = (
@@ -101,7 +101,7 @@ def test_ingest_is_idempotent(
     }
     assert len(expected) > 3  # the guide really was split
     assert f"3 files, {len(expected)} chunks: {len(expected)} embedded, 0 unchanged" in out
-    assert "note: skipping 1 files that are not .txt/.md/.markdown: docs/slides.pdf" in err
+    assert "note: skipping 1 file that is not .txt/.md/.markdown/.rst: docs/slides.pdf" in err
     stored = _stored(tidb_engine, table_name)
     assert set(stored) == expected
     assert set(stored.values()) == {
@@ -468,7 +468,7 @@ def test_ingest_overlapping_paths_and_undecodable_text(
     )
     assert code == 0
     out, err = capsys.readouterr()
-    assert "note: skipped 1 files that are not UTF-8 text" in err
+    assert "note: skipped 1 file that is not UTF-8 text: docs/binary.txt" in err
     assert "Ingested into table" in out
     assert "3 files" in out  # notes.txt once, binary.txt skipped
     assert sorted(set(_stored(tidb_engine, table_name).values())) == [

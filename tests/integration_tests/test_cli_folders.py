@@ -144,7 +144,7 @@ def test_moved_folder_keeps_its_sources_and_prune_mirrors_deletions(
     out, err = capsys.readouterr()
     assert "0 embedded" in _summary(out)
     assert _titan(local_bedrock) == []  # same sources, same ids: nothing embedded again
-    assert "note: 1 stored files under these paths no longer exist; --prune deletes" in err
+    assert "note: 1 stored file under these paths no longer exists; --prune deletes" in err
     after = _stored(tidb_engine, table_name)
     assert set(after) == set(first)  # no duplicates; the deleted file is still there
     guide = next(m for m in after.values() if m["source"] == "docs/guide.md")
@@ -152,7 +152,8 @@ def test_moved_folder_keeps_its_sources_and_prune_mirrors_deletions(
 
     out = _ok(_cli("ingest", "--prune", str(moved), *services, "--no-progress", cwd=tmp_path))
     notes = [i for i, m in first.items() if m["source"] == "docs/notes.txt"]
-    assert f"{len(notes)} chunks of 1 files no longer there pruned" in _summary(out)
+    assert len(notes) == 1
+    assert "1 chunk of 1 file no longer there pruned" in _summary(out)
     assert _sources(tidb_engine, table_name) == {"docs/guide.md", "docs/nested/htap.md"}
 
     # A renamed folder keeps its sources with --name.
@@ -194,7 +195,7 @@ def test_prune_replaces_sources_stored_as_absolute_paths(
     assert _main(*argv, cwd=tmp_path, monkeypatch=monkeypatch) == 0
     out = capsys.readouterr().out
     assert "1 embedded" in out
-    assert "1 chunks of 1 files no longer there pruned" in out
+    assert "1 chunk of 1 file no longer there pruned" in out
     assert _sources(tidb_engine, table_name) == {
         "docs/guide.md",
         "docs/notes.txt",
@@ -230,11 +231,11 @@ def test_sources_lists_and_delete_removes_a_source_or_a_folder(
     assert lines[-1] == f"3 sources, {sum(counts.values())} chunks in table {table_name}"
 
     out = _ok(_cli("delete", "--source", "docs/nested/", *services, cwd=tmp_path))
-    assert out.strip() == "Deleted 1 chunks of 1 sources: docs/nested/htap.md"
+    assert out.strip() == "Deleted 1 chunk of 1 source: docs/nested/htap.md"
     capsys.readouterr()
     argv = ["delete", "--source", "docs/notes.txt", *services]
     assert _main(*argv, cwd=tmp_path, monkeypatch=monkeypatch) == 0
-    assert capsys.readouterr().out.strip() == "Deleted 1 chunks of 1 sources: docs/notes.txt"
+    assert capsys.readouterr().out.strip() == "Deleted 1 chunk of 1 source: docs/notes.txt"
     assert _sources(tidb_engine, table_name) == {"docs/guide.md"}
 
     argv = ["delete", "--source", "docs/gide.md", *services]
