@@ -726,17 +726,20 @@ class TiDBVectorStore(TableAdmin, TiDBComponent, VectorStore):
         *,
         filter: Mapping[str, Any] | None = None,
         fetch_k: int = 20,
-        fusion: str | hybrid.Fusion = "rrf",
+        fusion: str | hybrid.Fusion = "weighted",
         **kwargs: Any,
     ) -> list[tuple[Document, float]]:
         """Vector and keyword (BM25) search fused: the best k with their fused score.
 
         Both legs fetch ``fetch_k`` candidates under the same ``filter``; ``fusion`` merges
-        them: "rrf" (reciprocal rank fusion, k=60), "weighted" (min-max normalised scores,
-        0.5 each), or a callable ``(vector_results, keyword_results, k) -> [(doc, score)]``
-        (see ``vectorstores.hybrid``). Scores are higher-is-better. The keyword leg is the
-        store's own index (:meth:`create_keyword_index`), or ``FTS_MATCH_WORD`` where the
-        server has it and the table a ``FULLTEXT`` index.
+        them: "weighted" (default: normalised scores, 0.5 each, as langchain-postgres), "rrf"
+        (reciprocal rank fusion, k=60), or a callable ``(vector_results, keyword_results, k)
+        -> [(doc, score)]`` (see ``vectorstores.hybrid``). Scores are higher-is-better. On
+        ``benchmarks.quality`` the weighted sum found the answer in the top 4 for 0.95 of
+        identifier queries where RRF did for 0.79 (RRF favours documents both legs rank
+        middling over the keyword leg's exact hit), and did as well or better on every class.
+        The keyword leg is the store's own index (:meth:`create_keyword_index`), or
+        ``FTS_MATCH_WORD`` where the server has it and the table a ``FULLTEXT`` index.
 
         Raises:
             KeywordIndexMissingError: the table has no keyword index.
@@ -759,7 +762,7 @@ class TiDBVectorStore(TableAdmin, TiDBComponent, VectorStore):
         *,
         filter: Mapping[str, Any] | None = None,
         fetch_k: int = 20,
-        fusion: str | hybrid.Fusion = "rrf",
+        fusion: str | hybrid.Fusion = "weighted",
         **kwargs: Any,
     ) -> list[tuple[Document, float]]:
         """Async :meth:`hybrid_search_with_score`."""
@@ -781,7 +784,7 @@ class TiDBVectorStore(TableAdmin, TiDBComponent, VectorStore):
         *,
         filter: Mapping[str, Any] | None = None,
         fetch_k: int = 20,
-        fusion: str | hybrid.Fusion = "rrf",
+        fusion: str | hybrid.Fusion = "weighted",
         **kwargs: Any,
     ) -> list[Document]:
         """The k best documents by vector and keyword search fused (see the ``_with_score``)."""
@@ -797,7 +800,7 @@ class TiDBVectorStore(TableAdmin, TiDBComponent, VectorStore):
         *,
         filter: Mapping[str, Any] | None = None,
         fetch_k: int = 20,
-        fusion: str | hybrid.Fusion = "rrf",
+        fusion: str | hybrid.Fusion = "weighted",
         **kwargs: Any,
     ) -> list[Document]:
         """Async :meth:`hybrid_search`."""

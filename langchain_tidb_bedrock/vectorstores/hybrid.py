@@ -494,18 +494,25 @@ def weighted_sum_ranking(
     vector_weight: float = 0.5,
     keyword_weight: float = 0.5,
 ) -> list[tuple[Document, float]]:
-    """Weighted sum of min-max normalised scores (distances inverted), as langchain-postgres.
+    """Weighted sum of normalised scores (langchain-postgres's default fusion, 0.5 each).
 
+    Distances are min-max normalised and inverted (nearest 1, farthest fetched 0), as
+    langchain-postgres does. Keyword scores are divided by the best one: BM25 has a true zero,
+    so every match keeps a share (min-max would score the weakest match like a non-match).
     A document missing from one leg gets 0 from it.
     """
     docs: dict[str, Document] = {}
     fused: dict[str, float] = {}
+    best_kw = max((score for _, score in keyword_results), default=0.0)
     legs = (
-        (vector_results, vector_weight, True),
-        (keyword_results, keyword_weight, False),
+        (vector_results, vector_weight, _min_max([d for _, d in vector_results], invert=True)),
+        (
+            keyword_results,
+            keyword_weight,
+            [score / best_kw if best_kw > 0 else 0.0 for _, score in keyword_results],
+        ),
     )
-    for results, weight, invert in legs:
-        normed = _min_max([score for _, score in results], invert)
+    for results, weight, normed in legs:
         for (doc, _), value in zip(results, normed, strict=True):
             key = str(doc.id)
             docs.setdefault(key, doc)

@@ -100,11 +100,13 @@ def test_keyword_query_the_vector_leg_misses_is_found_by_hybrid(store: TiDBVecto
     both = {"d7", "d42"}
     vector = {d.id for d in store.similarity_search("ER_LOCK_DEADLOCK", k=4)}
     assert not both <= vector  # random vectors: the vector leg cannot know the word
-    # RRF: only the two legs' first two ranks score >= 1/62, so both keyword hits are in 4.
-    assert both <= {d.id for d in store.hybrid_search("ER_LOCK_DEADLOCK", k=4)}
-    scored = store.hybrid_search_with_score("ER_LOCK_DEADLOCK", k=4, fusion="weighted")
+    # Weighted (the default): both hits keep a keyword share of 0.5 x their BM25 over the best.
+    scored = store.hybrid_search_with_score("ER_LOCK_DEADLOCK", k=4)
     assert scored[0][0].id in both
+    assert both <= {d.id for d, _ in scored}
     assert [s for _, s in scored] == sorted((s for _, s in scored), reverse=True)
+    # RRF: only the two legs' first two ranks score >= 1/62, so both keyword hits are in 4.
+    assert both <= {d.id for d in store.hybrid_search("ER_LOCK_DEADLOCK", k=4, fusion="rrf")}
     keyword_only = store.hybrid_search(
         "ER_LOCK_DEADLOCK",
         k=2,

@@ -95,7 +95,9 @@ def test_weighted_sum_inverts_distances_and_normalises() -> None:
         (Document(id="kw", page_content=""), 2.0),
     ]
     fused = dict((d.id, s) for d, s in hybrid.weighted_sum_ranking(vector, keyword, 3))
-    assert fused == {"near": 0.5, "far": 0.5, "kw": 0.0}
+    # Distances min-max (far is the farthest: 0); BM25 over the best (kw keeps 2/12).
+    assert fused == {"near": 0.5, "far": 0.5, "kw": 0.5 * 2 / 12}
+    assert hybrid.weighted_sum_ranking([], [], 3) == []
     fused = dict(
         (d.id, s) for d, s in hybrid.weighted_sum_ranking(vector, keyword, 3, keyword_weight=1.0)
     )
