@@ -7,25 +7,19 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
+from langchain_core.caches import RETURN_VAL_TYPE
 from sqlalchemy.engine import URL
 
 from langchain_tidb_bedrock.caches._codec import decode_generations, encode_generations, key_hash
-from langchain_tidb_bedrock.caches._table import (
-    NOT_EXPIRED,
-    CacheTable,
-    check_size,
-    ttl_microseconds,
-)
-from langchain_tidb_bedrock.db.component import TiDBComponent, is_missing_table
+from langchain_tidb_bedrock.caches._table import check_size
+from langchain_tidb_bedrock.caches.base import TiDBCacheBase
 from langchain_tidb_bedrock.db.engine import TiDBEngine
-from langchain_tidb_bedrock.db.identifiers import validate_identifier
-from langchain_tidb_bedrock.db.runner import Op, read
+from langchain_tidb_bedrock.db.runner import Op
 
 __all__ = ["TiDBCache"]
 
 
-class TiDBCache(TiDBComponent, BaseCache):
+class TiDBCache(TiDBCacheBase):
     """Exact LLM cache on TiDB: a repeated prompt to the same model is answered from the table.
 
     Setup:
@@ -96,27 +90,15 @@ class TiDBCache(TiDBComponent, BaseCache):
             ca_path: CA bundle for a private engine's TLS.
             engine_args: extra ``create_engine`` arguments for a private engine.
         """
-        self.table_name = validate_identifier(table_name)
-        self._ttl_us = ttl_microseconds(ttl)
-        self._table = CacheTable(self.table_name, [])
         super().__init__(
+            table_name=table_name,
+            ttl=ttl,
+            columns=[],
             engine=engine,
             connection_string=connection_string,
             tls=tls,
             ca_path=ca_path,
             engine_args=engine_args,
-        )
-        t = self._table.t
-        self._lookup_sql = (
-            f"SELECT generations FROM {t} "
-            f"WHERE llm_hash = %(l)s AND prompt_hash = %(p)s AND {NOT_EXPIRED}"
-        )
-        expiry = self._table.expiry(self._ttl_us)
-        self._update_sql = (
-            f"INSERT INTO {t} (llm_hash, prompt_hash, generations, updated_at, expires_at) "
-            f"VALUES (%s, %s, %s, NOW(6), {expiry}) ON DUPLICATE KEY UPDATE "
-            "generations = VALUES(generations), updated_at = VALUES(updated_at), "
-            "expires_at = VALUES(expires_at)"
         )
 
     def __repr__(self) -> str:
@@ -125,13 +107,7 @@ class TiDBCache(TiDBComponent, BaseCache):
     # ------------------------------------------------------------------ operations
 
     def _op_lookup(self, prompt: str, llm_string: str) -> Op[RETURN_VAL_TYPE | None]:
-        params = {"l": key_hash(llm_string, "llm_string"), "p": key_hash(prompt, "prompt")}
-        try:
-            rows = yield from read(self._lookup_sql, params)
-        except Exception as exc:
-            if is_missing_table(exc):
-                return None
-            raise
+        rows = yield from self._op_exact(key_hash(llm_string, "llm_string"), prompt)
         return decode_generations(bytes(rows[0][0])) if rows else None
 
     def _op_update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> Op[None]:
@@ -142,36 +118,3 @@ class TiDBCache(TiDBComponent, BaseCache):
         )
         yield from self._table.op_write((self._update_sql, [row]))
         return None
-
-    def _op_clear(self, kwargs: dict[str, Any]) -> Op[None]:
-        llm_string = kwargs.get("llm_string")
-        yield from self._table.op_clear(
-            None if llm_string is None else key_hash(llm_string, "llm_string")
-        )
-        return None
-
-    # ------------------------------------------------------------------ BaseCache
-
-    def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
-        """The cached generations for this prompt and model configuration, or None."""
-        return self._run(self._op_lookup(prompt, llm_string))
-
-    def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
-        """Store (or replace) the generations for this prompt and model configuration."""
-        self._run(self._op_update(prompt, llm_string, return_val))
-
-    def clear(self, **kwargs: Any) -> None:
-        """Delete every entry, or only those of ``llm_string=...`` when given."""
-        self._run(self._op_clear(kwargs))
-
-    async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
-        """The cached generations for this prompt and model configuration, or None."""
-        return await self._arun(self._op_lookup(prompt, llm_string))
-
-    async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
-        """Store (or replace) the generations for this prompt and model configuration."""
-        await self._arun(self._op_update(prompt, llm_string, return_val))
-
-    async def aclear(self, **kwargs: Any) -> None:
-        """Delete every entry, or only those of ``llm_string=...`` when given."""
-        await self._arun(self._op_clear(kwargs))

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
-from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
+from langchain_core.caches import RETURN_VAL_TYPE
 from sqlalchemy.engine import URL
 
 from langchain_tidb_bedrock.caches._codec import (
@@ -20,16 +20,11 @@ from langchain_tidb_bedrock.caches._codec import (
     key_hash,
     prompt_text,
 )
-from langchain_tidb_bedrock.caches._table import (
-    NOT_EXPIRED,
-    CacheTable,
-    check_size,
-    ttl_microseconds,
-)
-from langchain_tidb_bedrock.db.component import TiDBComponent, is_missing_table
+from langchain_tidb_bedrock.caches._table import check_size
+from langchain_tidb_bedrock.caches.base import TiDBCacheBase
 from langchain_tidb_bedrock.db.engine import TiDBEngine
-from langchain_tidb_bedrock.db.identifiers import validate_identifier
 from langchain_tidb_bedrock.db.runner import Op, embed_query, read
+from langchain_tidb_bedrock.db.tables import NOT_EXPIRED
 from langchain_tidb_bedrock.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -47,7 +42,7 @@ def _vector_text(vector: list[float]) -> str:
     return orjson.dumps([float(x) for x in vector]).decode()
 
 
-class TiDBSemanticCache(TiDBComponent, BaseCache):
+class TiDBSemanticCache(TiDBCacheBase):
     """Semantic LLM cache on TiDB: a prompt close enough in meaning to a cached one is a hit.
 
     Setup:
@@ -147,39 +142,27 @@ class TiDBSemanticCache(TiDBComponent, BaseCache):
             )
             raise InvalidInputError(msg)
         self.embeddings = embeddings
-        self.table_name = validate_identifier(table_name)
         self.score_threshold = float(score_threshold)
-        self._ttl_us = ttl_microseconds(ttl)
         self._to_text = prompt_to_text or prompt_text
-        self._table = CacheTable(self.table_name, ["embedding VECTOR NOT NULL"])
         self._recent: OrderedDict[str, list[float]] = OrderedDict()
         self._lock = threading.Lock()
         super().__init__(
+            table_name=table_name,
+            ttl=ttl,
+            columns=["embedding VECTOR NOT NULL"],
             engine=engine,
             connection_string=connection_string,
             tls=tls,
             ca_path=ca_path,
             engine_args=engine_args,
         )
-        t = self._table.t
-        self._exact_sql = (
-            f"SELECT generations FROM {t} "
-            f"WHERE llm_hash = %(l)s AND prompt_hash = %(p)s AND {NOT_EXPIRED}"
-        )
         # The llm_hash condition is the primary key's prefix: only this model configuration's
         # rows are ranked (an exact scan of a small set; no vector index needed or wanted, as
         # an ANN index would rank every model's rows before the filter).
         self._nearest_sql = (
-            f"SELECT generations, VEC_COSINE_DISTANCE(embedding, %(v)s) AS d FROM {t} "
+            f"SELECT generations, VEC_COSINE_DISTANCE(embedding, %(v)s) AS d FROM {self._table.t} "
             f"WHERE llm_hash = %(l)s AND VEC_DIMS(embedding) = %(n)s AND {NOT_EXPIRED} "
             "ORDER BY d IS NULL, d, prompt_hash LIMIT 1"
-        )
-        expiry = self._table.expiry(self._ttl_us)
-        self._update_sql = (
-            f"INSERT INTO {t} (llm_hash, prompt_hash, embedding, generations, updated_at, "
-            f"expires_at) VALUES (%s, %s, %s, %s, NOW(6), {expiry}) ON DUPLICATE KEY UPDATE "
-            "embedding = VALUES(embedding), generations = VALUES(generations), "
-            "updated_at = VALUES(updated_at), expires_at = VALUES(expires_at)"
         )
 
     def __repr__(self) -> str:
@@ -208,13 +191,9 @@ class TiDBSemanticCache(TiDBComponent, BaseCache):
 
     def _op_lookup(self, prompt: str, llm_string: str) -> Op[RETURN_VAL_TYPE | None]:
         llm = key_hash(llm_string, "llm_string")
-        exact = {"l": llm, "p": key_hash(prompt, "prompt")}
-        try:
-            rows = yield from read(self._exact_sql, exact)
-        except Exception as exc:
-            if is_missing_table(exc):
-                return None
-            raise
+        rows = yield from self._op_exact(llm, prompt)
+        if rows is None:  # no table yet: nothing cached, and no embedding call
+            return None
         if rows:
             return decode_generations(bytes(rows[0][0]))
         text = self._to_text(prompt)
@@ -237,35 +216,6 @@ class TiDBSemanticCache(TiDBComponent, BaseCache):
         yield from self._table.op_write((self._update_sql, [row]))
         return None
 
-    def _op_clear(self, kwargs: dict[str, Any]) -> Op[None]:
-        llm_string = kwargs.get("llm_string")
-        yield from self._table.op_clear(
-            None if llm_string is None else key_hash(llm_string, "llm_string")
-        )
-        return None
-
-    # ------------------------------------------------------------------ BaseCache
-
-    def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
-        """Generations cached for this prompt, or for the nearest one of this configuration."""
-        return self._run(self._op_lookup(prompt, llm_string), self.embeddings)
-
-    def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
-        """Store (or replace) the generations for this prompt and model configuration."""
-        self._run(self._op_update(prompt, llm_string, return_val), self.embeddings)
-
-    def clear(self, **kwargs: Any) -> None:
-        """Delete every entry, or only those of ``llm_string=...`` when given."""
-        self._run(self._op_clear(kwargs))
-
-    async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
-        """Generations cached for this prompt, or for the nearest one of this configuration."""
-        return await self._arun(self._op_lookup(prompt, llm_string), self.embeddings)
-
-    async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
-        """Store (or replace) the generations for this prompt and model configuration."""
-        await self._arun(self._op_update(prompt, llm_string, return_val), self.embeddings)
-
-    async def aclear(self, **kwargs: Any) -> None:
-        """Delete every entry, or only those of ``llm_string=...`` when given."""
-        await self._arun(self._op_clear(kwargs))
+    @property
+    def _embeddings(self) -> Embeddings:
+        return self.embeddings

@@ -21,10 +21,12 @@ from langchain_tidb_bedrock.chat_message_histories.messages import (
     encode_messages,
 )
 from langchain_tidb_bedrock.chat_message_histories.table import Layout, TableRef, table_changed
-from langchain_tidb_bedrock.db.component import TiDBComponent, db_error_code
+from langchain_tidb_bedrock.db.component import TiDBComponent, check_limit
 from langchain_tidb_bedrock.db.engine import TiDBEngine
 from langchain_tidb_bedrock.db.identifiers import validate_identifier
+from langchain_tidb_bedrock.db.retry import is_write_conflict
 from langchain_tidb_bedrock.db.runner import Op, WriteStep, read, write
+from langchain_tidb_bedrock.db.tables import ttl_microseconds
 from langchain_tidb_bedrock.errors import InvalidInputError
 
 __all__ = ["DEFAULT_TABLE", "TiDBChatMessageHistory"]
@@ -32,44 +34,17 @@ __all__ = ["DEFAULT_TABLE", "TiDBChatMessageHistory"]
 DEFAULT_TABLE = "langchain_message_store"  # langchain-community's default, so its table opens
 T = TypeVar("T")
 
-# Errors that mean "another writer got there first": the statement stored nothing and runs
-# again. 1062 duplicate key (two appends numbered alike), 9007 write conflict, 8022 retryable
-# transaction error, 1213 deadlock, 8028 schema changed (the table was just created/altered).
-_CONFLICTS = frozenset({1062, 9007, 8022, 1213, 8028})
+# A write that another writer got in the way of stored nothing and runs again: a write
+# conflict or deadlock (db/retry.py), or a duplicate key (two appends numbered alike).
 _ATTEMPTS = 40
 
 
 def _conflict(exc: BaseException) -> bool:
-    return isinstance(exc, sa.exc.DBAPIError) and db_error_code(exc) in _CONFLICTS
+    return is_write_conflict(exc, duplicate_key=True)
 
 
 def _backoff(attempt: int) -> float:
     return random.uniform(0, min(0.05, 0.001 * 2**attempt))  # noqa: S311 - jitter only
-
-
-def _ttl_microseconds(ttl: object) -> int | None:
-    if ttl is None:
-        return None
-    if isinstance(ttl, timedelta):
-        seconds = ttl.total_seconds()
-    elif isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
-        seconds = float(ttl)
-    else:
-        msg = f"ttl must be seconds (a number) or a timedelta, got {type(ttl).__name__}"
-        raise InvalidInputError(msg)
-    if not seconds > 0 or seconds == float("inf"):
-        msg = f"ttl must be a positive, finite duration, got {ttl!r}"
-        raise InvalidInputError(msg)
-    return max(1, round(seconds * 1_000_000))
-
-
-def _check_limit(limit: object) -> int | None:
-    if limit is None:
-        return None
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        msg = f"limit must be a non-negative integer or None, got {limit!r}"
-        raise InvalidInputError(msg)
-    return limit
 
 
 class TiDBChatMessageHistory(TiDBComponent, BaseChatMessageHistory):
@@ -186,7 +161,7 @@ class TiDBChatMessageHistory(TiDBComponent, BaseChatMessageHistory):
         self.session_id = check_session_id(session_id)
         self.table_name = validate_identifier(table_name)
         self.ttl = ttl
-        self._ttl_us = _ttl_microseconds(ttl)
+        self._ttl_us = ttl_microseconds(ttl)
         TiDBComponent.__init__(
             self,
             engine=engine,
@@ -307,7 +282,7 @@ class TiDBChatMessageHistory(TiDBComponent, BaseChatMessageHistory):
             layout = await self._arun(self._table.op_layout(create=True))
             assert layout is not None  # noqa: S101
             statement = layout.append(self.session_id, payloads, self._ttl_us)
-            read_engine, _ = await self._tidb._engines_for_loop()  # the autocommit pool
+            read_engine = await self._tidb.async_read_engine()  # the autocommit pool
             try:
                 call = greenlet_spawn(_execute_alone, read_engine.sync_engine, statement)
                 timeout = self._tidb.read_timeout
@@ -389,13 +364,13 @@ class TiDBChatMessageHistory(TiDBComponent, BaseChatMessageHistory):
             prefix: only ids starting with this text (``%`` and ``_`` match themselves).
             limit: at most this many ids; None: all.
         """
-        return self._run(self._op_sessions(_check_prefix(prefix), _check_limit(limit)))
+        return self._run(self._op_sessions(_check_prefix(prefix), check_limit(limit)))
 
     async def alist_sessions(
         self, prefix: str | None = None, limit: int | None = None
     ) -> list[str]:
         """Ids of the sessions in the table with a live message, sorted."""
-        op = self._op_sessions(_check_prefix(prefix), _check_limit(limit))
+        op = self._op_sessions(_check_prefix(prefix), check_limit(limit))
         return await self._arun(op)
 
     def delete_session(self, session_id: str) -> int:

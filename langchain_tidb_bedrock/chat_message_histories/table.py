@@ -23,6 +23,7 @@ from langchain_tidb_bedrock.db.component import db_error_code
 from langchain_tidb_bedrock.db.engine import TiDBEngine
 from langchain_tidb_bedrock.db.identifiers import quote_identifier
 from langchain_tidb_bedrock.db.runner import Op, read, write
+from langchain_tidb_bedrock.db.tables import NOT_EXPIRED, TTL_CLAUSE
 from langchain_tidb_bedrock.errors import InvalidInputError
 
 __all__ = ["COMMUNITY_COLUMNS", "Layout", "TableRef", "table_changed"]
@@ -42,9 +43,7 @@ CREATE TABLE IF NOT EXISTS {table} (
   expires_at TIMESTAMP(6) NULL DEFAULT NULL,
   PRIMARY KEY (session_id, seq) CLUSTERED
 ){ttl}"""
-# Rows expire at their own expires_at (NULL: never); TiDB deletes them in the background,
-# later than that, so every read filters on expires_at too.
-_TTL = " TTL = `expires_at` + INTERVAL 0 SECOND TTL_ENABLE = 'ON' TTL_JOB_INTERVAL = '1h'"
+_TTL = f" {TTL_CLAUSE}"  # rows expire at their own expires_at; every read filters too
 
 ER_NO_SUCH_TABLE = 1146
 ER_BAD_FIELD = 1054
@@ -56,10 +55,6 @@ def table_changed(exc: BaseException) -> bool:
         ER_NO_SUCH_TABLE,
         ER_BAD_FIELD,
     )
-
-
-def _expiry(alias: str = "") -> str:
-    return f"({alias}expires_at IS NULL OR {alias}expires_at > NOW(6))"
 
 
 @dataclass(frozen=True)
@@ -80,7 +75,7 @@ class Layout:
     def _live(self, ttl_us: int | None) -> tuple[str, dict[str, Any]]:
         """The read-side expiry filter: TiDB's TTL job runs late."""
         if not self.community:
-            return f" AND {_expiry()}", {}
+            return f" AND {NOT_EXPIRED}", {}
         if ttl_us is None:
             return "", {}
         return " AND create_time > NOW(6) - INTERVAL :ttl_us MICROSECOND", {"ttl_us": ttl_us}

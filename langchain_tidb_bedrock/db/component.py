@@ -23,7 +23,16 @@ from langchain_tidb_bedrock.errors import ConnectionConfigError, InvalidInputErr
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
 
-__all__ = ["TiDBComponent", "db_error_code", "encode_keys", "in_list", "is_missing_table"]
+__all__ = [
+    "TiDBComponent",
+    "check_limit",
+    "db_error_code",
+    "encode_key",
+    "encode_keys",
+    "encode_namespace",
+    "in_list",
+    "is_missing_table",
+]
 
 T = TypeVar("T")
 
@@ -71,6 +80,24 @@ def encode_key(key: object, *, what: str, max_bytes: int, position: int | None =
         msg = f"the {what}{where} is {len(raw):,} bytes in UTF-8; at most {max_bytes:,} fit"
         raise InvalidInputError(msg)
     return raw
+
+
+def encode_namespace(namespace: object, *, max_bytes: int) -> bytes:
+    """A namespace (a non-blank string) as UTF-8, checked like :func:`encode_keys`."""
+    if not isinstance(namespace, str) or not namespace.strip():
+        msg = f"namespace must be a non-blank string, got {namespace!r}"
+        raise InvalidInputError(msg)
+    return encode_key(namespace, what="namespace", max_bytes=max_bytes)
+
+
+def check_limit(limit: object) -> int | None:
+    """A ``limit`` argument: a non-negative integer, or None for no limit."""
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        msg = f"limit must be a non-negative integer or None, got {limit!r}"
+        raise InvalidInputError(msg)
+    return limit
 
 
 def in_list(name: str, values: list[Any], params: dict[str, Any]) -> str:

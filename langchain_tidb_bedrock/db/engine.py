@@ -382,6 +382,15 @@ class TiDBEngine:
             conn.sync_connection.connection.info[COMMITTED] = True  # type: ignore[union-attr]
         return total
 
+    async def async_read_engine(self) -> AsyncEngine:
+        """This event loop's async read pool: autocommit, with the engine's TLS and pool policy.
+
+        For a caller that runs statements itself (streams a result, runs one write alone in
+        autocommit) rather than through :meth:`arun`; released by :meth:`aclose`.
+        """
+        read_engine, _ = await self._engines_for_loop()
+        return read_engine
+
     async def _engines_for_loop(self) -> tuple[AsyncEngine, AsyncEngine]:
         if self._given_async is not None:
             return self._given_async, self._given_async

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from langchain_core.document_loaders import BaseLoader
@@ -174,7 +174,7 @@ class TiDBLoader(TiDBComponent, BaseLoader):
 
     # ------------------------------------------------------------------ rows -> documents
 
-    def _plan(self, keys: Sequence[str]) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    def _plan(self, keys: Sequence[str]) -> _Plan:
         """Where each wanted column sits in the result; a missing one fails before any row."""
         position: dict[str, int] = {}
         for index, key in enumerate(keys):
@@ -192,30 +192,11 @@ class TiDBLoader(TiDBComponent, BaseLoader):
         content = self.page_content_columns
         if content is None:
             content = list(dict.fromkeys(keys))
-        return (
+        return _Plan(
             [(name, position[name]) for name in content],
             [(name, position[name]) for name in self.metadata_columns],
+            None if self.id_column is None else position[self.id_column],
         )
-
-    def _document(
-        self,
-        row: Sequence[Any],
-        content: list[tuple[str, int]],
-        metadata: list[tuple[str, int]],
-        id_index: int | None,
-    ) -> Document:
-        page_content = "\n".join(f"{name}: {text_of(row[i])}" for name, i in content)
-        doc_id = None
-        if id_index is not None and row[id_index] is not None:
-            doc_id = text_of(row[id_index])
-        return Document(
-            id=doc_id,
-            page_content=page_content,
-            metadata={name: json_safe(row[i]) for name, i in metadata},
-        )
-
-    def _id_index(self, keys: Sequence[str]) -> int | None:
-        return None if self.id_column is None else list(keys).index(self.id_column)
 
     # ------------------------------------------------------------------ loading
 
@@ -234,11 +215,9 @@ class TiDBLoader(TiDBComponent, BaseLoader):
                 result = result.yield_per(self.fetch_size)
                 finished = False
                 try:
-                    keys = list(result.keys())
-                    content, metadata = self._plan(keys)
-                    id_index = self._id_index(keys)
+                    plan = self._plan(list(result.keys()))
                     for row in result:
-                        yield self._document(row, content, metadata, id_index)
+                        yield plan.document(row)
                     finished = True
                 finally:
                     if not finished:
@@ -255,7 +234,7 @@ class TiDBLoader(TiDBComponent, BaseLoader):
         timeout = self._tidb.read_timeout
         try:
             # The engine's async read pool for this loop (TLS and pool policy included).
-            read_engine, _ = await self._tidb._engines_for_loop()
+            read_engine = await self._tidb.async_read_engine()
             async with read_engine.connect() as conn:
                 result = await conn.stream(
                     self._statement, self.params, execution_options=self._stream_options()
@@ -263,15 +242,13 @@ class TiDBLoader(TiDBComponent, BaseLoader):
                 result = result.yield_per(self.fetch_size)
                 finished = False
                 try:
-                    keys = list(result.keys())
-                    content, metadata = self._plan(keys)
-                    id_index = self._id_index(keys)
+                    plan = self._plan(list(result.keys()))
                     while True:
                         rows = await asyncio.wait_for(result.fetchmany(self.fetch_size), timeout)
                         if not rows:
                             break
                         for row in rows:
-                            yield self._document(row, content, metadata, id_index)
+                            yield plan.document(row)
                     finished = True
                 finally:
                     if not finished:
@@ -281,6 +258,25 @@ class TiDBLoader(TiDBComponent, BaseLoader):
         finally:
             if self._owns_engine:
                 await self._tidb.aclose()
+
+
+class _Plan(NamedTuple):
+    """Which result columns make a document's content, metadata and id."""
+
+    content: list[tuple[str, int]]
+    metadata: list[tuple[str, int]]
+    id_index: int | None
+
+    def document(self, row: Sequence[Any]) -> Document:
+        page_content = "\n".join(f"{name}: {text_of(row[i])}" for name, i in self.content)
+        doc_id = None
+        if self.id_index is not None and row[self.id_index] is not None:
+            doc_id = text_of(row[self.id_index])
+        return Document(
+            id=doc_id,
+            page_content=page_content,
+            metadata={name: json_safe(row[i]) for name, i in self.metadata},
+        )
 
 
 def _forget_unread_rows(dbapi_connection: Any) -> None:

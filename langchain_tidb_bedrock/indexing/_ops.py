@@ -7,14 +7,15 @@ case matters, as in ``InMemoryRecordManager``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-import sqlalchemy as sa
-
-from langchain_tidb_bedrock.db.component import in_list, is_missing_table
+from langchain_tidb_bedrock.db.component import in_list
 from langchain_tidb_bedrock.db.identifiers import quote_identifier
-from langchain_tidb_bedrock.db.runner import Op, WriteStep, read, write
+from langchain_tidb_bedrock.db.runner import Op, WriteStep, read
+from langchain_tidb_bedrock.db.tables import (
+    op_create,
+    op_delete_namespaced,
+    read_or_none,
+    write_creating,
+)
 
 __all__ = [
     "MAX_GROUP_BYTES",
@@ -56,8 +57,7 @@ class RecordTable:
 
     def op_create(self) -> Op[None]:
         """Create the table if it does not exist."""
-        yield from write(sa.text(self.ddl))
-        return None
+        return op_create(self.ddl)
 
     def op_server_time(self) -> Op[float]:
         """The server's clock, as a UNIX timestamp with microseconds."""
@@ -82,7 +82,8 @@ class RecordTable:
                 "updated_at = VALUES(updated_at)"
             )
             steps.append((sql, [params]))
-        yield from self._write_creating(steps)
+        # The first write creates the table, so index() works without create_schema().
+        yield from write_creating(self.ddl, *steps)
         return None
 
     def op_exists(self, namespace: bytes, keys: list[bytes]) -> Op[list[bool]]:
@@ -93,8 +94,8 @@ class RecordTable:
             params: dict[str, object] = {"ns": namespace}
             marks = in_list("k", wanted[start : start + CHUNK], params)
             sql = f"SELECT `key` FROM {self._t} WHERE namespace = %(ns)s AND `key` IN ({marks})"
-            rows = yield from self._read_or_empty(sql, params)
-            found.update(bytes(r[0]) for r in rows)
+            rows = yield from read_or_none(sql, params)  # None: no table, no records
+            found.update(bytes(r[0]) for r in rows or [])
         return [k in found for k in keys]
 
     def op_list(
@@ -125,42 +126,9 @@ class RecordTable:
         if limit:
             sql += " LIMIT %(limit)s"
             params["limit"] = int(limit)
-        rows = yield from self._read_or_empty(sql, params)
-        return [bytes(r[0]) for r in rows]
+        rows = yield from read_or_none(sql, params)
+        return [bytes(r[0]) for r in rows or []]
 
     def op_delete(self, namespace: bytes, keys: list[bytes]) -> Op[None]:
         """Delete the keys (missing ones are no error), one transaction."""
-        steps: list[WriteStep] = []
-        for start in range(0, len(keys), CHUNK):
-            chunk = keys[start : start + CHUNK]
-            marks = ", ".join(["%s"] * len(chunk))
-            sql = f"DELETE FROM {self._t} WHERE namespace = %s AND `key` IN ({marks})"
-            steps.append((sql, [(namespace, *chunk)]))
-        try:
-            yield from write(*steps)
-        except Exception as exc:
-            if not is_missing_table(exc):
-                raise
-        return None
-
-    # ------------------------------------------------------------------ helpers
-
-    def _read_or_empty(self, sql: str, params: dict[str, object]) -> Op[list[tuple[Any, ...]]]:
-        # A table not created yet holds no records.
-        try:
-            rows = yield from read(sql, params)
-        except Exception as exc:
-            if not is_missing_table(exc):
-                raise
-            return []
-        return [tuple(r) for r in rows]
-
-    def _write_creating(self, steps: Sequence[WriteStep]) -> Op[int]:
-        # The first write creates the table, so index() works without create_schema().
-        try:
-            return (yield from write(*steps))
-        except Exception as exc:
-            if not is_missing_table(exc):
-                raise
-        yield from self.op_create()
-        return (yield from write(*steps))
+        return op_delete_namespaced(self._t, namespace, keys)

@@ -10,7 +10,13 @@ import sqlalchemy as sa
 from langchain_core.indexing import RecordManager
 from sqlalchemy.engine import URL
 
-from langchain_tidb_bedrock.db.component import TiDBComponent, encode_key, encode_keys
+from langchain_tidb_bedrock.db.component import (
+    TiDBComponent,
+    check_limit,
+    encode_key,
+    encode_keys,
+    encode_namespace,
+)
 from langchain_tidb_bedrock.db.engine import TiDBEngine
 from langchain_tidb_bedrock.db.identifiers import validate_identifier
 from langchain_tidb_bedrock.db.runner import Op
@@ -25,11 +31,11 @@ from langchain_tidb_bedrock.indexing._ops import (
 __all__ = ["TiDBRecordManager"]
 
 
-def _namespace(namespace: object) -> bytes:
-    if not isinstance(namespace, str) or not namespace.strip():
-        msg = f"namespace must be a non-blank string, got {namespace!r}"
-        raise InvalidInputError(msg)
-    return encode_key(namespace, what="namespace", max_bytes=MAX_NAMESPACE_BYTES)
+def _encode_groups(group_ids: Sequence[object]) -> list[bytes | None]:
+    return [
+        None if g is None else encode_key(g, what="group id", max_bytes=MAX_GROUP_BYTES, position=i)
+        for i, g in enumerate(group_ids)
+    ]
 
 
 def _groups(group_ids: object, count: int) -> list[bytes | None]:
@@ -41,10 +47,7 @@ def _groups(group_ids: object, count: int) -> list[bytes | None]:
     if len(group_ids) != count:
         msg = f"got {count} keys but {len(group_ids)} group_ids: the lengths must match"
         raise InvalidInputError(msg)
-    return [
-        None if g is None else encode_key(g, what="group id", max_bytes=MAX_GROUP_BYTES, position=i)
-        for i, g in enumerate(group_ids)
-    ]
+    return _encode_groups(group_ids)
 
 
 def _time(value: object, name: str) -> float | None:
@@ -54,15 +57,6 @@ def _time(value: object, name: str) -> float | None:
         msg = f"{name} must be a UNIX timestamp (a number), got {value!r}"
         raise InvalidInputError(msg)
     return float(value)
-
-
-def _limit(limit: object) -> int | None:
-    if limit is None:
-        return None
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        msg = f"limit must be a non-negative integer or None, got {limit!r}"
-        raise InvalidInputError(msg)
-    return limit
 
 
 class TiDBRecordManager(TiDBComponent, RecordManager):
@@ -153,7 +147,7 @@ class TiDBRecordManager(TiDBComponent, RecordManager):
             ca_path: CA bundle for a private engine's TLS.
             engine_args: extra ``create_engine`` arguments for a private engine.
         """
-        self._ns = _namespace(namespace)
+        self._ns = encode_namespace(namespace, max_bytes=MAX_NAMESPACE_BYTES)
         self._table = RecordTable(validate_identifier(table_name))
         TiDBComponent.__init__(
             self,
@@ -215,18 +209,13 @@ class TiDBRecordManager(TiDBComponent, RecordManager):
             if isinstance(group_ids, (str, bytes)) or not isinstance(group_ids, Sequence):
                 msg = f"group_ids must be a list of strings, got {type(group_ids).__name__}"
                 raise InvalidInputError(msg)
-            groups = [
-                None
-                if g is None
-                else encode_key(g, what="group id", max_bytes=MAX_GROUP_BYTES, position=i)
-                for i, g in enumerate(group_ids)
-            ]
+            groups = _encode_groups(group_ids)
         keys = yield from self._table.op_list(
             self._ns,
             before=_time(before, "before"),
             after=_time(after, "after"),
             groups=groups,
-            limit=_limit(limit),
+            limit=check_limit(limit),
         )
         return [k.decode() for k in keys]
 

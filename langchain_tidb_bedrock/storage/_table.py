@@ -6,13 +6,17 @@ comparison; ``"a"`` and ``"a "`` are different keys), values ``LONGBLOB``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 
-from langchain_tidb_bedrock.db.component import db_error_code, in_list, is_missing_table
+from langchain_tidb_bedrock.db.component import db_error_code, in_list
 from langchain_tidb_bedrock.db.identifiers import quote_identifier
-from langchain_tidb_bedrock.db.runner import Op, WriteStep, read, write
+from langchain_tidb_bedrock.db.runner import Op
+from langchain_tidb_bedrock.db.tables import (
+    op_create,
+    op_delete_namespaced,
+    read_or_none,
+    write_creating,
+)
 from langchain_tidb_bedrock.errors import InvalidInputError
 
 __all__ = [
@@ -31,7 +35,6 @@ DEFAULT_MAX_VALUE_BYTES = 6 * 1024 * 1024 - 4096
 # Values per transaction: TiDB's txn-total-size-limit is 100 MiB by default.
 TXN_BYTES = 64 * 1024 * 1024
 GET_CHUNK = 500  # keys per SELECT
-DELETE_CHUNK = 1000  # keys per DELETE
 PAGE = 1000  # keys per page of yield_keys
 _ENTRY_TOO_LARGE = 8025
 
@@ -66,8 +69,7 @@ class KeyValueTable:
 
     def op_create(self) -> Op[None]:
         """Create the table if it does not exist."""
-        yield from write(sa.text(self.ddl))
-        return None
+        return op_create(self.ddl)
 
     def op_get(self, namespace: bytes, keys: list[bytes]) -> Op[dict[bytes, bytes]]:
         """The stored values of these keys (missing keys absent)."""
@@ -80,11 +82,8 @@ class KeyValueTable:
                 f"SELECT `key`, value FROM {self._t} "
                 f"WHERE namespace = %(ns)s AND `key` IN ({marks})"
             )
-            try:
-                rows = yield from read(sql, params)
-            except Exception as exc:
-                if not is_missing_table(exc):
-                    raise
+            rows = yield from read_or_none(sql, params)
+            if rows is None:  # the table is not created yet
                 return {}
             found.update((bytes(k), bytes(v)) for k, v in map(tuple, rows))
         return found
@@ -107,16 +106,8 @@ class KeyValueTable:
         return None
 
     def _write_rows(self, rows: list[tuple[bytes, bytes, bytes]]) -> Op[None]:
-        steps: Sequence[WriteStep] = [(self._upsert, list(rows))]
         try:
-            try:
-                yield from write(*steps)
-            except Exception as exc:
-                # The first write creates the table.
-                if not is_missing_table(exc):
-                    raise
-                yield from self.op_create()
-                yield from write(*steps)
+            yield from write_creating(self.ddl, (self._upsert, list(rows)))
         except sa.exc.DBAPIError as exc:
             if db_error_code(exc) == _ENTRY_TOO_LARGE:
                 msg = (
@@ -130,18 +121,7 @@ class KeyValueTable:
 
     def op_delete(self, namespace: bytes, keys: list[bytes]) -> Op[None]:
         """Delete the keys (missing ones are no error), in one transaction."""
-        steps: list[WriteStep] = []
-        for start in range(0, len(keys), DELETE_CHUNK):
-            chunk = keys[start : start + DELETE_CHUNK]
-            marks = ", ".join(["%s"] * len(chunk))
-            sql = f"DELETE FROM {self._t} WHERE namespace = %s AND `key` IN ({marks})"
-            steps.append((sql, [(namespace, *chunk)]))
-        try:
-            yield from write(*steps)
-        except Exception as exc:
-            if not is_missing_table(exc):
-                raise
-        return None
+        return op_delete_namespaced(self._t, namespace, keys)
 
     def op_page(
         self, namespace: bytes, prefix: bytes | None, after: bytes | None
@@ -156,10 +136,5 @@ class KeyValueTable:
             where.append("`key` > %(after)s")
             params["after"] = after
         sql = f"SELECT `key` FROM {self._t} WHERE {' AND '.join(where)} ORDER BY `key` LIMIT %(n)s"
-        try:
-            rows = yield from read(sql, params)
-        except Exception as exc:
-            if not is_missing_table(exc):
-                raise
-            return []
-        return [bytes(r[0]) for r in rows]
+        rows = yield from read_or_none(sql, params)
+        return [bytes(r[0]) for r in rows or []]

@@ -14,7 +14,12 @@ import sqlalchemy as sa
 from langchain_core.stores import BaseStore
 from sqlalchemy.engine import URL
 
-from langchain_tidb_bedrock.db.component import TiDBComponent, encode_key, encode_keys
+from langchain_tidb_bedrock.db.component import (
+    TiDBComponent,
+    encode_key,
+    encode_keys,
+    encode_namespace,
+)
 from langchain_tidb_bedrock.db.engine import TiDBEngine
 from langchain_tidb_bedrock.db.identifiers import validate_identifier
 from langchain_tidb_bedrock.db.runner import Op
@@ -64,10 +69,7 @@ class TiDBKeyValueStore(TiDBComponent, BaseStore[str, V], Generic[V]):
             ca_path: CA bundle for a private engine's TLS.
             engine_args: extra ``create_engine`` arguments for a private engine.
         """
-        if not isinstance(namespace, str) or not namespace.strip():
-            msg = f"namespace must be a non-blank string, got {namespace!r}"
-            raise InvalidInputError(msg)
-        self._ns = encode_key(namespace, what="namespace", max_bytes=MAX_NAMESPACE_BYTES)
+        self._ns = encode_namespace(namespace, max_bytes=MAX_NAMESPACE_BYTES)
         if (
             isinstance(max_value_bytes, bool)
             or not isinstance(max_value_bytes, int)

@@ -211,7 +211,7 @@ def test_stopping_early_does_not_read_the_rest(
 
 
 async def test_async_load_streams_too(engine: TiDBEngine, numbers: str, products: str) -> None:
-    read_engine, _ = await engine._engines_for_loop()
+    read_engine = await engine.async_read_engine()
     seen: list[Any] = []
 
     def record(conn: Any, cursor: Any, *args: Any) -> None:

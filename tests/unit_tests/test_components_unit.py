@@ -16,9 +16,10 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.outputs import ChatGeneration, Generation
 
 from langchain_tidb_bedrock.caches._codec import decode_generations, encode_generations, prompt_text
-from langchain_tidb_bedrock.caches._table import CacheTable, ttl_microseconds
+from langchain_tidb_bedrock.caches._table import CacheTable
 from langchain_tidb_bedrock.db.component import encode_keys
 from langchain_tidb_bedrock.db.runner import Read, Request, Write, drive
+from langchain_tidb_bedrock.db.tables import ttl_microseconds
 from langchain_tidb_bedrock.errors import InvalidInputError
 from langchain_tidb_bedrock.indexing._ops import RecordTable
 from langchain_tidb_bedrock.storage._table import KeyValueTable, like_prefix
