@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import subprocess
@@ -74,8 +75,24 @@ def _src(path: Path) -> str:
 
 
 def _expected_chunks(path: Path, source: str | None = None) -> list[str]:
+    # split_file has its own tests (tests/unit_tests/test_ingest_split.py).
     source = source or _src(path)
     return [d.id or "" for d in split_file(path, source, chunk_size=300, chunk_overlap=50)]
+
+
+def _stored_chunks(engine: sa.Engine, table: str, source: str) -> list[str]:
+    """The texts stored for ``source``, each checked against its id (sha256 of source NUL text)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                f"SELECT id, document FROM `{table}` WHERE meta->>'$.source' = :s"
+                " ORDER BY CAST(meta->'$.chunk' AS UNSIGNED)"
+            ),
+            {"s": source},
+        ).all()
+    for doc_id, text in rows:
+        assert doc_id == hashlib.sha256(f"{source}\0{text}".encode()).hexdigest()[:32]
+    return [text for _, text in rows]
 
 
 def _ingest(args: list[str]) -> int:
@@ -110,6 +127,31 @@ def test_ingest_is_idempotent(
         _src(docs / "nested" / "htap.md"),
     }
     assert len(_titan(bedrock)) == len(expected)
+    # Independently of the splitter: the guide's chunks fit the size and start with their
+    # heading path.
+    guide = _stored_chunks(tidb_engine, table_name, _src(docs / "guide.md"))
+    assert len(guide) > 3
+    assert all(len(c) <= 300 for c in guide), guide
+    headings = ("Vector search", "Vector search > Bedrock", "Vector search > Serverless")
+    assert all(c.split("\n\n", 1)[0] in headings for c in guide), guide
+    # The first section's sentences are all different (the others repeat one sentence, and a
+    # repeated chunk is stored once): its bodies, in order, cover every character of it.
+    text = (docs / "guide.md").read_text().split("## Bedrock")[0]
+    covered = [line.startswith("#") for line in text.splitlines(keepends=True) for _ in line]
+    cursor = 0
+    for chunk in guide:
+        heading, body = chunk.split("\n\n", 1)
+        if heading != "Vector search":
+            continue
+        start = text.find(body, cursor)  # verbatim, after the previous chunk's start
+        assert start >= 0, (body, text[cursor:])
+        covered[start : start + len(body)] = [True] * len(body)
+        cursor = start + 1
+    missed = "".join(c for c, seen in zip(text, covered, strict=True) if not seen)
+    assert not missed.strip(), missed  # every character but the heading and blank space
+    assert _stored_chunks(tidb_engine, table_name, _src(docs / "notes.txt")) == [
+        "Paris is the capital of France."
+    ]
 
     bedrock.reset()
     assert _ingest(args) == 0
