@@ -58,17 +58,27 @@ class IngestInterrupted(KeyboardInterrupt):
     Attributes:
         stored: New chunks embedded and stored before the interrupt.
         pending: New chunks this run wanted to store.
-        incomplete: Sources (files) of which only some chunks are stored.
+        incomplete: Sources (files) of which only some chunks (or two versions) are stored.
+        not_started: Sources none of whose new chunks were stored yet.
     """
 
-    def __init__(self, stored: int, pending: int, incomplete: list[str]) -> None:
-        self.stored, self.pending, self.incomplete = stored, pending, incomplete
-        files = len(incomplete)
-        cut = f"; {files} {'file is' if files == 1 else 'files are'} incomplete" if files else ""
-        super().__init__(
-            f"{stored} of {pending} new {'chunk' if pending == 1 else 'chunks'} stored{cut}; "
-            "run the same ingest again to finish"
-        )
+    def __init__(
+        self,
+        stored: int,
+        pending: int,
+        incomplete: list[str],
+        not_started: list[str] | None = None,
+    ) -> None:
+        self.stored, self.pending = stored, pending
+        self.incomplete, self.not_started = incomplete, list(not_started or [])
+        parts = [f"{stored} of {pending} new {'chunk' if pending == 1 else 'chunks'} stored"]
+        if incomplete:
+            n = len(incomplete)
+            parts.append(f"{n} {'file is' if n == 1 else 'files are'} incomplete")
+        if self.not_started:
+            n = len(self.not_started)
+            parts.append(f"{n} {'file was' if n == 1 else 'files were'} not started")
+        super().__init__("; ".join([*parts, "run the same ingest again to finish"]))
 
 
 class ConnectionConfigError(InvalidInputError):

@@ -617,7 +617,7 @@ def _cmd_sources(args: argparse.Namespace) -> int:
             what = "file is" if len(incomplete) == 1 else "files are"
             _note(
                 f"{len(incomplete)} {what} incomplete (an ingest was interrupted); "
-                "ingest them again to finish"
+                "ingest again to finish"
             )
     return 0
 

@@ -374,7 +374,7 @@ def _ingest_tidb(
         if stale:
             store.delete(ids=stale)
     except KeyboardInterrupt as exc:
-        raise _interrupted(pending, progress.done, under, stale) from exc
+        raise _interrupted(pending, progress.done, under, stored, stale) from exc
     finally:
         progress.bar.close()
     summary.embedded, summary.skipped = len(pending), len(chunks) - len(pending)
@@ -388,12 +388,18 @@ def _ingest_tidb(
 
 
 def _interrupted(
-    pending: list[Document], done: int, under: Mapping[str, Mapping[str, Any]], stale: list[str]
+    pending: list[Document],
+    done: int,
+    under: Mapping[str, Mapping[str, Any]],
+    stored: Mapping[str, Mapping[str, Any]],
+    stale: list[str],
 ) -> IngestInterrupted:
     # Batches are written in order: the first ``done`` pending chunks are stored.
-    cut = {doc.metadata["source"] for doc in pending[done:]}
-    cut |= {under[i].get("source") for i in stale}
-    return IngestInterrupted(done, len(pending), sorted(str(s) for s in cut))
+    waiting = {str(doc.metadata["source"]) for doc in pending[done:]}
+    begun = {str(doc.metadata["source"]) for doc in pending[:done]}
+    begun |= {str(m.get("source")) for m in stored.values()}
+    cut = (waiting & begun) | {str(under[i].get("source")) for i in stale}
+    return IngestInterrupted(done, len(pending), sorted(cut), sorted(waiting - begun))
 
 
 def _ingest_indexed(

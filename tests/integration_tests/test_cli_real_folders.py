@@ -193,7 +193,7 @@ def test_ctrl_c_during_ingest_says_what_was_stored_and_sources_shows_the_file_in
     (row,) = [line for line in out.splitlines() if line.startswith("book/long.txt")]
     assert re.split(r"\s{2,}", row.strip())[1] == "10"
     assert row.endswith("(incomplete: 33 chunks in the file)")
-    assert "note: 1 file is incomplete (an ingest was interrupted); ingest them again" in err
+    assert "note: 1 file is incomplete (an ingest was interrupted); ingest again to finish" in err
 
     monkeypatch.setattr(BedrockTitanEmbeddings, "embed_documents", real)
     assert cli.main(ingest) == 0

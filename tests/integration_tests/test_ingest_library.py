@@ -124,7 +124,9 @@ def test_interrupted_ingest_is_marked_incomplete_and_the_rerun_finishes_it(
     assert "5 of " in str(info.value)
     assert "run the same ingest again to finish" in str(info.value)
     # big.txt cut short, the two files after it not started.
-    assert info.value.incomplete == ["docs/big.txt", "docs/guide.rst", "docs/small.md"]
+    assert info.value.incomplete == ["docs/big.txt"]
+    assert info.value.not_started == ["docs/guide.rst", "docs/small.md"]
+    assert "1 file is incomplete; 2 files were not started; run the same" in str(info.value)
     sources = {s.source: s for s in list_sources(store)}
     big = sources["docs/big.txt"]
     assert (big.chunks, big.expected, big.complete) == (5, total, False)
@@ -149,6 +151,7 @@ def test_an_interrupted_change_leaves_the_file_incomplete_until_rerun(
     with pytest.raises(IngestInterrupted) as info:
         _run(store, docs, batch_size=2)
     assert info.value.incomplete == ["docs/big.txt"]
+    assert info.value.not_started == []
     big = {s.source: s for s in list_sources(store)}["docs/big.txt"]
     assert not big.complete
     emb.stop_at = 0
