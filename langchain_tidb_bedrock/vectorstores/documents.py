@@ -73,7 +73,7 @@ def op_get(table: TableState, filter: object, limit: int | None) -> Op[list[Docu
     condition = check_filter(filter)
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
         msg = f"limit must be a non-negative integer, got {limit!r}"
-        raise ValueError(msg)
+        raise InvalidInputError(msg)
     info = yield from table.op_info()
     if info is None:
         return []
@@ -98,7 +98,7 @@ def op_delete(table: TableState, ids: Sequence[str] | None, filter: object) -> O
             "delete() needs ids= or filter=; refusing to delete every row. "
             "Use clear() to empty the table or drop_table() to remove it."
         )
-        raise ValueError(msg)
+        raise InvalidInputError(msg)
     if isinstance(ids, str):
         msg = "delete(ids=...) takes a list of ids, got one string"
         raise TypeError(msg)

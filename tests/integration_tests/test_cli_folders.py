@@ -294,7 +294,10 @@ BAD_INPUT = [
     (["ingest", "docs", "docs", "--name", "x"], "argument --name: applies to one PATH, got 2"),
     (["ask", "q", "--filter", "[1]"], "argument --filter: must be a JSON object"),
     (["ask", "q", "--table", "no-dash"], "argument --table: invalid table name 'no-dash'"),
-    (["sources", "--tidb-url", "postgresql://h/db"], "argument --tidb-url: expected a mysql"),
+    (
+        ["sources", "--tidb-url", "postgresql://h/db"],
+        "argument --tidb-url: --tidb-url uses the driver 'postgresql'",
+    ),
     (["ask", "q", "--bedrock-endpoint-url", "localhost:8000"], "argument --bedrock-endpoint-url"),
     (["delete"], "the following arguments are required: --source"),
     (["ingest", "missing-folder"], "no such file or directory: missing-folder"),
