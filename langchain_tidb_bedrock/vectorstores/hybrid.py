@@ -558,7 +558,11 @@ def fts_leg(
 
     TiDB requires the match call in ``ORDER BY`` to be the one in ``WHERE``, with a LIMIT.
     """
-    match = sa.func.fts_match_word(sa.bindparam("kq", type_=sa.String), main.c.document)
+    # Built by name, not through sa.func: a library that registers its own FTS_MATCH_WORD
+    # function (pytidb does) would otherwise change how the statement renders.
+    match = sa.sql.functions.Function(
+        "FTS_MATCH_WORD", sa.bindparam("kq", type_=sa.String), main.c.document, type_=sa.Float
+    )
     stmt = sa.select(
         main.c.id,
         main.c.document,

@@ -136,16 +136,16 @@ def test_the_fts_match_word_statements() -> None:
     # The match in ORDER BY is the one in WHERE, with a LIMIT (TiDB Cloud's rules).
     assert leg == (
         "SELECT docs.id, docs.document, docs.meta, NULL AS distance, "
-        "fts_match_word(%s, docs.document) AS score FROM docs "
-        "WHERE fts_match_word(%s, docs.document) AND docs.meta IS NOT NULL "
-        "ORDER BY fts_match_word(%s, docs.document) DESC LIMIT %s"
+        "FTS_MATCH_WORD(%s, docs.document) AS score FROM docs "
+        "WHERE FTS_MATCH_WORD(%s, docs.document) AND docs.meta IS NOT NULL "
+        "ORDER BY FTS_MATCH_WORD(%s, docs.document) DESC LIMIT %s"
     )
     both = _sql(hybrid.fts_hybrid_sql(main, vector, 20, None))
     assert both.startswith(
         "SELECT vec.id, vec.document, vec.meta, vec.distance, NULL AS score FROM ("
     )
     assert "UNION ALL SELECT fts.id, fts.document, fts.meta, fts.distance, fts.score FROM (" in both
-    assert both.count("fts_match_word(%s, docs.document)") == 3
+    assert both.count("FTS_MATCH_WORD(%s, docs.document)") == 3
     assert hybrid.fts_probe_sql("docs") == (
         "SELECT 1 FROM `docs` WHERE FTS_MATCH_WORD(%s, `document`) LIMIT 1"
     )
