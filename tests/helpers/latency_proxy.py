@@ -79,6 +79,14 @@ class _Link:
                 with self.proxy._lock:
                     # A request starts (or continues): the next server bytes answer it.
                     self.awaiting_response = True
+                keep = self.proxy._take_byte_cut(len(data))
+                if keep is not None:
+                    # The request reaches the server only up to the armed byte: cut there.
+                    self.dropping = True
+                    if keep:
+                        self.server.sendall(data[:keep])
+                    self.close()
+                    return
                 marker = self.proxy.cut_after
                 if marker is not None and marker in data:
                     # The request reaches the server; its reply is lost with the connection.
@@ -101,6 +109,17 @@ class _Link:
         try:
             while data := self.server.recv(_CHUNK):
                 if self.dropping:
+                    continue
+                keep = self.proxy._take_byte_cut(len(data))
+                if keep is not None:
+                    # The reply reaches the client only up to the armed byte, then the close.
+                    self.dropping = True
+                    data = data[:keep]
+                    with self.ready:
+                        if data:
+                            self.outbox.append((time.monotonic() + self.proxy.rtt, data))
+                        self.outbox.append((time.monotonic() + self.proxy.rtt, None))
+                        self.ready.notify()
                     continue
                 with self.proxy._lock:
                     if self.awaiting_response:
@@ -177,6 +196,9 @@ class LatencyProxy:
         self.cut_after: bytes | None = None
         self.cuts_left = 1  # how many such requests are cut before cut_after resets
         self.cuts_made = 0
+        # Bytes (both directions, all connections) still forwarded before the connection
+        # carrying the next one is cut mid-stream; None: no byte cut armed. Fires once.
+        self.cut_at_byte: int | None = None
         self._round_trips = 0
         self._lock = threading.Lock()
         self._links: list[_Link] = []
@@ -185,6 +207,18 @@ class LatencyProxy:
         self._listener.bind(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _take_byte_cut(self, n: int) -> int | None:
+        """How much of an ``n``-byte chunk to forward before the armed byte cut (None: all)."""
+        with self._lock:
+            if self.cut_at_byte is None:
+                return None
+            if n <= self.cut_at_byte:
+                self.cut_at_byte -= n
+                return None
+            keep, self.cut_at_byte = self.cut_at_byte, None
+            self.cuts_made += 1
+            return keep
 
     @property
     def round_trips(self) -> int:
