@@ -37,6 +37,9 @@ SIZES = {
         "filter_queries": 30,
         "quality_docs": 20_000,
         "quality_queries": 100,
+        "agent_steps": 200,
+        "agent_items": 10_000,
+        "agent_queries": 100,
     },
     "smoke": {
         "ingest": 300,
@@ -58,6 +61,9 @@ SIZES = {
         "filter_queries": 3,
         "quality_docs": 600,
         "quality_queries": 10,
+        "agent_steps": 20,
+        "agent_items": 500,
+        "agent_queries": 10,
     },
 }
 
@@ -85,14 +91,14 @@ def main(argv: list[str] | None = None) -> int:
         nargs="*",
         default=None,
         help="subset: ingest search embed e2e network async_ingest scale memory indexing cache "
-        "chat filters quality",
+        "chat filters quality agent_memory",
     )
     args = parser.parse_args(argv)
     logging.getLogger("langchain_tidb_bedrock").setLevel(logging.ERROR)  # "exact kNN" notices
     size = SIZES["smoke" if args.smoke else "full"]
     everything = [
         "ingest", "search", "embed", "e2e", "network", "async_ingest", "scale", "memory",
-        "indexing", "cache", "chat", "filters", "quality",
+        "indexing", "cache", "chat", "filters", "quality", "agent_memory",
     ]  # fmt: skip
     wanted = set(args.only or everything)
     rows: list[Row] = []
@@ -159,6 +165,13 @@ def main(argv: list[str] | None = None) -> int:
             quality_rows = quality.run(tidb.url, size)
             rows += quality_rows
             print_table(quality_rows)
+        if "agent_memory" in wanted:
+            from benchmarks import agent_memory
+
+            rows += agent_memory.agent_memory_rows(
+                tidb.url, size["agent_steps"], size["agent_items"], size["agent_queries"]
+            )
+            print_table(rows[-3:])
         if "memory" in wanted:
             from benchmarks import memory
 

@@ -76,3 +76,20 @@ def test_filter_rows_smoke(tidb_url: str) -> None:
     ]
     for row in rows:
         _check(row)
+
+
+@pytest.mark.timeout(600)
+def test_agent_memory_rows_smoke(tidb_url: str) -> None:
+    from benchmarks import agent_memory
+
+    rows = agent_memory.agent_memory_rows(
+        tidb_url, SMOKE["agent_steps"], SMOKE["agent_items"], SMOKE["agent_queries"]
+    )
+    assert [r.name.split(" p50")[0] for r in rows] == [
+        "checkpoint put",
+        "checkpoint get_tuple",
+        "store search",
+    ]
+    for row in rows:
+        _check(row)
+        assert row.met is not None
