@@ -6,7 +6,7 @@ boto3, langchain-aws or the text splitters.
 
 from __future__ import annotations
 
-from importlib import import_module, metadata
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -59,6 +59,8 @@ if TYPE_CHECKING:
     from langchain_tidb_bedrock.vectorstores.schema import DistanceStrategy
     from langchain_tidb_bedrock.vectorstores.translator import TiDBTranslator
 
+    __version__: str
+
 _EXPORTS: dict[str, str] = {
     "CONDENSE_QUESTION_PROMPT": "chains.prompts",
     "RAG_PROMPT": "chains.prompts",
@@ -106,6 +108,15 @@ _EXPORTS: dict[str, str] = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # importlib.metadata costs tens of milliseconds: on first use
+        from importlib import metadata
+
+        try:
+            version = metadata.version(__package__ or __name__)
+        except metadata.PackageNotFoundError:  # running from a source tree without an install
+            version = ""
+        globals()[name] = version
+        return version
     module = _EXPORTS.get(name)
     if module is None:
         msg = f"module {__name__!r} has no attribute {name!r}"
@@ -118,11 +129,6 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted(__all__)
 
-
-try:
-    __version__ = metadata.version(__package__ or __name__)
-except metadata.PackageNotFoundError:  # running from a source tree without an install
-    __version__ = ""
 
 __all__ = [
     "CONDENSE_QUESTION_PROMPT",

@@ -54,8 +54,10 @@ __all__ = [
     "Fault",
     "access_hint",
     "classify",
+    "describe",
     "error_code",
     "refuses_every_request",
+    "refused_model",
     "reported_token_count",
     "retry_after",
     "retryable",
@@ -103,6 +105,7 @@ _NETWORK_ERRORS = (
 _DAILY = re.compile(r"per\s+day", re.IGNORECASE)
 _TOKEN_COUNT = re.compile(r"Too many input tokens.*?request input token count:\s*(\d+)", re.S)
 _MAX_TOKENS = re.compile(r"Max input tokens:\s*(\d+)")
+_MODEL_ID = re.compile(r"model identifier|model not found", re.IGNORECASE)
 
 
 def _details(exc: BaseException) -> tuple[str, str, int]:
@@ -166,6 +169,20 @@ def refuses_every_request(exc: BaseException) -> bool:
     if kind in ("quota_exhausted", "access"):
         return True
     return kind == "fatal" and error_code(exc).lower() in _SHAPE_CODES
+
+
+def refused_model(exc: BaseException) -> bool:
+    """Whether Bedrock refused the model id itself (an unknown or mistyped identifier)."""
+    code, message, _ = _details(exc)
+    return code.lower() in ("validationexception", "resourcenotfoundexception") and bool(
+        _MODEL_ID.search(message)
+    )
+
+
+def describe(exc: BaseException) -> str:
+    """``"Code: message"`` of a service error in one line, else the exception's type."""
+    code, message, _ = _details(exc)
+    return f"{code}: {' '.join(message.split())}" if code else type(exc).__name__
 
 
 def retry_after(exc: BaseException) -> float:

@@ -11,6 +11,7 @@ import re
 
 __all__ = [
     "AnswerStreamError",
+    "BatchInferenceError",
     "BedrockConfigError",
     "BedrockEmbeddingError",
     "BedrockModelUnavailableError",
@@ -28,7 +29,9 @@ __all__ = [
     "SourceNameError",
     "TiDBBedrockError",
     "TiFlashUnavailableError",
+    "UnsupportedModelError",
     "WriteError",
+    "service_errors",
 ]
 
 
@@ -128,6 +131,39 @@ class KeywordIndexMissingError(TiDBBedrockError, RuntimeError):
             "keyword_search=True (new tables), or call create_keyword_index() once to build it "
             "for the rows already stored"
         )
+
+
+class UnsupportedModelError(InvalidInputError):
+    """A model id the package cannot use for the job, or one Bedrock refused as an identifier.
+
+    Embeddings support Titan Text Embeddings V2 only (``amazon.titan-embed-text-v2:0``).
+
+    Attributes:
+        model_id: The id that was given.
+    """
+
+    def __init__(self, model_id: str, message: str) -> None:
+        self.model_id = model_id
+        super().__init__(message)
+
+
+class BatchInferenceError(TiDBBedrockError, RuntimeError):
+    """A batch inference run could not finish: S3 or Bedrock refused, or a job failed.
+
+    The message names the job or the bucket and what to do; nothing of the texts is in it.
+    """
+
+
+def service_errors() -> tuple[type[BaseException], ...]:
+    """The client libraries' errors that mean a service failed: botocore's and SQLAlchemy's.
+
+    Imported when called, so that importing this module stays cheap; an ``except`` clause
+    evaluates it only when an exception reaches it.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return (BotoCoreError, ClientError, SQLAlchemyError)
 
 
 class LoadDataWarningError(TiDBBedrockError, RuntimeError):

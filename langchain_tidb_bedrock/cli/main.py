@@ -18,40 +18,31 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
-import sqlalchemy as sa
-from botocore.exceptions import BotoCoreError, ClientError
-from langchain_core.documents import Document
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from langchain_core.runnables import Runnable, RunnableConfig
-
-from langchain_tidb_bedrock.aws_config import BedrockConfigError
-from langchain_tidb_bedrock.chains.prompts import format_sources
-from langchain_tidb_bedrock.chains.rag import create_rag_chain
-from langchain_tidb_bedrock.chat_message_histories import TiDBChatMessageHistory
-from langchain_tidb_bedrock.chat_message_histories.messages import check_session_id
-from langchain_tidb_bedrock.cli.services import DEFAULT_TABLE, RuntimeConfigError, open_runtime
-from langchain_tidb_bedrock.db.connection import ConnectionConfigError
-from langchain_tidb_bedrock.embeddings._s3 import BatchInferenceError
-from langchain_tidb_bedrock.embeddings.titan import VALID_DIMENSIONS, BedrockEmbeddingError
-from langchain_tidb_bedrock.errors import IngestInterrupted, InvalidInputError
-from langchain_tidb_bedrock.ingest import (
-    SUPPORTED_SUFFIXES,
-    add_new_documents,
-    chunk_id,
-    closest_sources,
-    delete_sources,
-    ingest_plan,
-    list_sources,
-    match_sources,
-    plan_ingest,
+from langchain_tidb_bedrock.cli.services import DEFAULT_TABLE, open_runtime
+from langchain_tidb_bedrock.embeddings._titan_ids import VALID_DIMENSIONS, check_embedding_model_id
+from langchain_tidb_bedrock.errors import (
+    BatchInferenceError,
+    BedrockConfigError,
+    BedrockEmbeddingError,
+    ConnectionConfigError,
+    FilterError,
+    IngestInterrupted,
+    InvalidInputError,
+    RuntimeConfigError,
+    service_errors,
 )
-from langchain_tidb_bedrock.ingest.pipeline import plural
-from langchain_tidb_bedrock.vectorstores.base import TiDBVectorStore
-from langchain_tidb_bedrock.vectorstores.filters import FilterError, validate_filter
-from langchain_tidb_bedrock.vectorstores.schema import validate_identifier
+
+# Everything else is imported by the command that needs it: `ask` never loads the ingest
+# pipeline or the chat history, and `--help` or a bad argument loads no LangChain at all.
+if TYPE_CHECKING:
+    from langchain_core.documents import Document
+    from langchain_core.runnables import Runnable, RunnableConfig
+
+    from langchain_tidb_bedrock.chat_message_histories.base import TiDBChatMessageHistory
+    from langchain_tidb_bedrock.vectorstores.base import TiDBVectorStore
 
 __all__ = ["DEMO_FACTS", "DEMO_QUESTION", "DEMO_TABLE", "build_parser", "main"]
 
@@ -108,6 +99,8 @@ def _text(text: str) -> str:
 
 
 def _session(text: str) -> str:
+    from langchain_tidb_bedrock.chat_message_histories.messages import check_session_id
+
     try:
         return check_session_id(text, "the session name")
     except ValueError as exc:
@@ -115,6 +108,8 @@ def _session(text: str) -> str:
 
 
 def _table(text: str) -> str:
+    from langchain_tidb_bedrock.db.identifiers import validate_identifier
+
     try:
         return validate_identifier(text)
     except ValueError as exc:
@@ -148,11 +143,20 @@ def _json_filter(text: str) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         msg = "must be a JSON object"
         raise argparse.ArgumentTypeError(msg)
+    from langchain_tidb_bedrock.vectorstores.filters import validate_filter
+
     try:
         validate_filter(parsed)
     except FilterError as exc:
         raise argparse.ArgumentTypeError(_one_line(exc)) from None
     return parsed
+
+
+def _embedding_model(text: str) -> str:
+    try:
+        return check_embedding_model_id(text.strip())
+    except InvalidInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _rerank_model(text: str) -> str:
@@ -207,7 +211,7 @@ def _common_options() -> _Parser:
     )
     common.add_argument(
         "--embedding-model-id",
-        type=_text,
+        type=_embedding_model,
         help="embedding model id (default: BEDROCK_EMBEDDING_MODEL_ID)",
     )
     common.add_argument(
@@ -381,6 +385,8 @@ def _resolve_sources(store: TiDBVectorStore, values: Sequence[str]) -> tuple[lis
     Returns:
         ``(matched sources, number of values that matched nothing)``.
     """
+    from langchain_tidb_bedrock.ingest import closest_sources, list_sources, match_sources
+
     stored = list_sources(store)
     matched: dict[str, None] = {}
     unmatched = 0
@@ -465,6 +471,8 @@ def _stream_answer(
 
 
 def _print_sources(docs: Sequence[Document]) -> None:
+    from langchain_tidb_bedrock.chains.prompts import format_sources
+
     if not docs:
         print("Sources: none (nothing was retrieved)")
         return
@@ -492,6 +500,8 @@ def _batch_embeddings(args: argparse.Namespace, store: TiDBVectorStore) -> Any:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
+    from langchain_tidb_bedrock.ingest import SUPPORTED_SUFFIXES, ingest_plan, plan_ingest
+
     # Bad paths and clashing source names fail here, before any server starts.
     plan = plan_ingest(args.paths, name=args.name, glob=args.glob)
     verbose = bool(_option(args, "verbose", False))
@@ -534,6 +544,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _ask_loop(args: argparse.Namespace, questions: Iterator[str] | None) -> int:
+    from langchain_tidb_bedrock.chains.rag import create_rag_chain
+
     with _open(args, DEFAULT_TABLE) as runtime, contextlib.ExitStack() as stack:
         config = _search_config(args, runtime.store, 4)
         if config is None:
@@ -544,6 +556,8 @@ def _ask_loop(args: argparse.Namespace, questions: Iterator[str] | None) -> int:
             _, context = _stream_answer(chain, args.question, config)
             _print_sources(context)
             return 0
+        from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+
         print("Ask about your documents ('exit' or Ctrl-D to quit).")
         stored = _session_history(args, runtime.store)
         history: list[BaseMessage] = [] if stored is None else stored.messages
@@ -568,6 +582,8 @@ def _session_history(
     name = _option(args, "session")
     if name is None:
         return None
+    from langchain_tidb_bedrock.chat_message_histories.base import TiDBChatMessageHistory
+
     stored = TiDBChatMessageHistory(name, engine=store.tidb_engine)
     earlier = len(stored.messages)
     state = f"resumed, {earlier} earlier messages" if earlier else "new"
@@ -597,6 +613,9 @@ def _cmd_chat(args: argparse.Namespace) -> int:
 
 
 def _cmd_sources(args: argparse.Namespace) -> int:
+    from langchain_tidb_bedrock.ingest import list_sources
+    from langchain_tidb_bedrock.ingest.pipeline import plural
+
     with _open(args, DEFAULT_TABLE) as runtime:
         stored = list_sources(runtime.store)
         table = runtime.store.table_name
@@ -623,6 +642,9 @@ def _cmd_sources(args: argparse.Namespace) -> int:
 
 
 def _cmd_delete(args: argparse.Namespace) -> int:
+    from langchain_tidb_bedrock.ingest import delete_sources, list_sources
+    from langchain_tidb_bedrock.ingest.pipeline import plural
+
     with _open(args, DEFAULT_TABLE) as runtime:
         sources, unmatched = _resolve_sources(runtime.store, args.source)
         if not sources:
@@ -655,6 +677,11 @@ def _confirm(what: str, sources: Sequence[str], verbose: bool) -> bool:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from langchain_core.documents import Document
+
+    from langchain_tidb_bedrock.chains.rag import create_rag_chain
+    from langchain_tidb_bedrock.ingest import add_new_documents, chunk_id
+
     config: RunnableConfig = {"configurable": {"k": _option(args, "k") or 3}}
     docs = [
         Document(
@@ -696,16 +723,14 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": _cmd_demo,
 }
 
-# Expected failures: reported in one line, no traceback.
+# Expected failures: reported in one line, no traceback (with service_errors(): the client
+# libraries' own, imported only when an error gets that far).
 _EXPECTED: tuple[type[BaseException], ...] = (
     RuntimeConfigError,
     BedrockConfigError,
     ConnectionConfigError,
     BedrockEmbeddingError,
     BatchInferenceError,
-    BotoCoreError,
-    ClientError,
-    sa.exc.SQLAlchemyError,
 )
 
 
@@ -789,7 +814,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    except _EXPECTED as exc:
+    except (*_EXPECTED, *service_errors()) as exc:
         if verbose:
             raise
         print(f"error: {_one_line(exc)}", file=sys.stderr)

@@ -2,9 +2,10 @@
 
 TiDB: an explicit URL, else ``TIDB_URL`` / ``TIDB_HOST``..., else a ``LocalTiDB`` (a real
 tidb-server) on a persistent data dir, shared by the commands running at the same time and
-stopped by the last one (see :mod:`langchain_tidb_bedrock.cli.local_server`). Bedrock: an
-explicit endpoint, else real AWS when credentials and a region resolve, else an in-process
-``LocalBedrock``.
+stopped by the last one (see :mod:`langchain_tidb_bedrock.local.shared_server`). Bedrock: an
+explicit endpoint, else real AWS when credentials and a region resolve, else a ``LocalBedrock``
+shared the same way (see :mod:`langchain_tidb_bedrock.local.shared_bedrock`), or one in this
+process when it cannot be shared.
 """
 
 from __future__ import annotations
@@ -13,26 +14,26 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
-import sqlalchemy as sa
-from langchain_core.language_models import BaseChatModel
-
-from langchain_tidb_bedrock.aws_config import (
-    BedrockConfigError,
-    aws_is_configured,
-    require_aws,
-)
-from langchain_tidb_bedrock.db.connection import redact, tidb_url_from_env
-from langchain_tidb_bedrock.db.engine import TiDBEngine
-from langchain_tidb_bedrock.embeddings.titan import (
+from langchain_tidb_bedrock.embeddings._titan_ids import (
     DEFAULT_EMBEDDING_MODEL_ID,
     VALID_DIMENSIONS,
-    BedrockTitanEmbeddings,
+    check_embedding_model_id,
 )
-from langchain_tidb_bedrock.errors import InvalidInputError, RuntimeConfigError
+from langchain_tidb_bedrock.errors import BedrockConfigError, InvalidInputError, RuntimeConfigError
 from langchain_tidb_bedrock.local.offline import DATA_DIR_ENV, local_data_dir
-from langchain_tidb_bedrock.vectorstores.base import TiDBVectorStore
+
+# The heavy modules (SQLAlchemy's engine, langchain-aws, the store) are imported where used, so
+# `tidb-bedrock --help` and argument errors answer at once.
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from langchain_tidb_bedrock.embeddings.titan import BedrockTitanEmbeddings
+    from langchain_tidb_bedrock.local.shared_bedrock import LocalBedrockLease
+    from langchain_tidb_bedrock.vectorstores.base import TiDBVectorStore
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -66,6 +67,8 @@ def _stderr(line: str) -> None:
 
 
 def _check_tidb(store: TiDBVectorStore, where: str) -> None:
+    import sqlalchemy as sa
+
     try:
         with store.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
@@ -104,6 +107,42 @@ def _wants_real_aws(region: str | None) -> bool:
     return bool(region) or any(os.environ.get(name) for name in _AWS_INTENT_VARS)
 
 
+def _share_bedrock(data_dir: Path) -> LocalBedrockLease:
+    from langchain_tidb_bedrock.local.shared_bedrock import acquire_local_bedrock
+
+    return acquire_local_bedrock(data_dir)
+
+
+def _bedrock_endpoint(
+    stack: contextlib.ExitStack, sharing: Future[LocalBedrockLease], details: list[str]
+) -> str:
+    """The shared LocalBedrock's endpoint; one in this process if it cannot be shared.
+
+    Leaving the shared one is ``_leave``'s job (registered when the join began).
+    """
+    try:
+        lease = sharing.result()
+    except (RuntimeConfigError, OSError) as exc:
+        from langchain_tidb_bedrock.local.bedrock import LocalBedrock
+
+        endpoint = str(stack.enter_context(LocalBedrock()).endpoint_url)
+        details.append(
+            f"note: LocalBedrock at {endpoint}, in this process (not shared: {exc}); it "
+            "extracts sentences from the retrieved passages and is not a language model"
+        )
+        return endpoint
+    shared = (
+        f"shared with {lease.others} other command(s)"
+        if not lease.started
+        else "started for this command"
+    )
+    details.append(
+        f"note: LocalBedrock at {lease.endpoint_url}, pid {lease.pid}, {shared}; it extracts "
+        "sentences from the retrieved passages and is not a language model"
+    )
+    return lease.endpoint_url
+
+
 @contextlib.contextmanager
 def open_runtime(
     *,
@@ -128,7 +167,8 @@ def open_runtime(
             tidb-server whose data persists in :func:`local_data_dir`.
         table: Vector table name.
         bedrock_endpoint_url: bedrock-runtime endpoint (e.g. a LocalBedrock); default real AWS
-            when configured, else an in-process LocalBedrock.
+            when configured, else a LocalBedrock shared with the other commands running (one
+            in this process if that fails).
         region: AWS region (passing it means real AWS is wanted).
         llm_model_id: Chat model id; default ``BEDROCK_LLM_MODEL_ID`` or Llama 3.2 3B.
         embedding_model_id: Embedding model id; default ``BEDROCK_EMBEDDING_MODEL_ID`` or Titan V2.
@@ -149,10 +189,27 @@ def open_runtime(
         ConnectionConfigError: The TiDB URL is not a MySQL URL.
         InvalidInputError: ``dimensions`` differs from the existing table's (nothing embedded).
     """
+    from langchain_tidb_bedrock.db.connection import redact, tidb_url_from_env
+
+    model_id = check_embedding_model_id(
+        embedding_model_id
+        or os.environ.get("BEDROCK_EMBEDDING_MODEL_ID")
+        or DEFAULT_EMBEDDING_MODEL_ID
+    )
     with contextlib.ExitStack() as stack:
         local_parts: list[str] = []
         details: list[str] = []
         url = tidb_url or tidb_url_from_env()
+        # A LocalBedrock to start or join is looked for in a thread while TiDB is resolved and
+        # the rest is imported: a first command's stand-in starts on the other core.
+        sharing: Future[LocalBedrockLease] | None = None
+        if bedrock_endpoint_url is None and not _wants_real_aws(region):
+            from langchain_tidb_bedrock.aws_config import aws_is_configured
+
+            if not aws_is_configured(region):
+                pool = stack.enter_context(ThreadPoolExecutor(1, "local-bedrock"))
+                sharing = pool.submit(_share_bedrock, local_data_dir().resolve())
+                stack.callback(_leave, sharing)
         if url is not None:
             where = redact(url)
         else:
@@ -178,35 +235,32 @@ def open_runtime(
             )
 
         endpoint = bedrock_endpoint_url
-        if endpoint is None:
-            if aws_is_configured(region):
-                pass  # real Bedrock
-            elif _wants_real_aws(region):
+        if sharing is None and endpoint is None:
+            from langchain_tidb_bedrock.aws_config import aws_is_configured, require_aws
+
+            if not aws_is_configured(region):  # real AWS was meant (region or keys set)
                 require_aws(region)  # raises BedrockConfigError naming what is missing
                 msg = "AWS credentials or region could not be resolved for Amazon Bedrock"
                 raise BedrockConfigError(msg)
-            else:
-                from langchain_tidb_bedrock.local.bedrock import LocalBedrock
+        from langchain_tidb_bedrock.db.engine import TiDBEngine
+        from langchain_tidb_bedrock.embeddings.titan import BedrockTitanEmbeddings
+        from langchain_tidb_bedrock.vectorstores.base import TiDBVectorStore
 
-                endpoint = stack.enter_context(LocalBedrock()).endpoint_url
-                local_parts.append("LocalBedrock (a stand-in, not a model)")
-                details.append(
-                    f"note: LocalBedrock at {endpoint} extracts sentences from the retrieved "
-                    "passages; it is not a language model"
-                )
         engine = TiDBEngine(url)
         stack.callback(engine.close)
         # The store first, without a model: the table's size decides the model's.
         store = TiDBVectorStore(None, engine=engine, table_name=table)
         _check_tidb(store, where)
+        size = _dimensions(store, dimensions)
+        if sharing is not None:
+            endpoint = _bedrock_endpoint(stack, sharing, details)
+            local_parts.append("LocalBedrock (a stand-in, not a model)")
         embeddings = BedrockTitanEmbeddings(
-            dimensions=_dimensions(store, dimensions),
+            dimensions=size,
             normalize=True,
             region_name=region,
             endpoint_url=endpoint,
-            model_id=embedding_model_id
-            or os.environ.get("BEDROCK_EMBEDDING_MODEL_ID")
-            or DEFAULT_EMBEDDING_MODEL_ID,
+            model_id=model_id,
         )
         stack.callback(embeddings.close)
         from langchain_tidb_bedrock.chat_models.llama import create_llama3_chat
@@ -227,3 +281,12 @@ def open_runtime(
                 for line in details:
                     announce(line)
         yield Runtime(store, llm, embeddings)
+
+
+def _leave(sharing: Future[LocalBedrockLease]) -> None:
+    """Leave the shared LocalBedrock (waiting for the join, if an earlier step failed first)."""
+    try:
+        lease = sharing.result()
+    except (RuntimeConfigError, OSError):
+        return  # nothing was joined
+    lease.release()

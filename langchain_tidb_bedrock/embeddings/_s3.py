@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from langchain_tidb_bedrock.errors import InvalidInputError, TiDBBedrockError
+from langchain_tidb_bedrock.errors import BatchInferenceError, InvalidInputError
 
 __all__ = ["BatchInferenceError", "S3Location", "parse_s3_uri"]
 
@@ -46,13 +46,6 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
         )
         raise InvalidInputError(msg)
     return bucket, prefix
-
-
-class BatchInferenceError(TiDBBedrockError, RuntimeError):
-    """A batch inference run could not finish: S3 or Bedrock refused, or a job failed.
-
-    The message names the job or the bucket and what to do; nothing of the texts is in it.
-    """
 
 
 @dataclass

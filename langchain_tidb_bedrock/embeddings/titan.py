@@ -37,6 +37,8 @@ from langchain_tidb_bedrock._bedrock_faults import (
     RETRYABLE,
     access_hint,
     classify,
+    describe,
+    refused_model,
     refuses_every_request,
     reported_token_count,
     retry_after,
@@ -48,6 +50,12 @@ from langchain_tidb_bedrock.aws_config import (
     resolve_endpoint,
 )
 from langchain_tidb_bedrock.embeddings._rate import AdaptiveWindow, Deadline, RateLearner
+from langchain_tidb_bedrock.embeddings._titan_ids import (
+    DEFAULT_EMBEDDING_MODEL_ID,
+    SUPPORTED,
+    VALID_DIMENSIONS,
+    check_embedding_model_id,
+)
 from langchain_tidb_bedrock.errors import (
     BedrockConfigError,
     BedrockEmbeddingError,
@@ -55,6 +63,7 @@ from langchain_tidb_bedrock.errors import (
     InvalidEmbeddingError,
     InvalidInputError,
     PartialEmbeddingError,
+    UnsupportedModelError,
 )
 
 __all__ = [
@@ -65,13 +74,13 @@ __all__ = [
     "BedrockTitanEmbeddings",
     "InvalidEmbeddingError",
     "PartialEmbeddingError",
+    "UnsupportedModelError",
+    "VALID_DIMENSIONS",
     "estimate_tokens",
 ]
 
-DEFAULT_EMBEDDING_MODEL_ID = "amazon.titan-embed-text-v2:0"
 MAX_INPUT_CHARS = 50_000
 MAX_INPUT_TOKENS = 8_192
-VALID_DIMENSIONS = (256, 512, 1024)
 NORM_TOLERANCE = 1e-3
 """How far from 1 a normalised vector's L2 norm may be (Titan sends float32 values)."""
 # A bad vector is sent for once more (a corrupted response); a second one fails the text, since
@@ -320,6 +329,7 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
         Overrides (by name) the parent's validator so only one client is built.
         """
         self._check_model_kwargs()  # argument errors first, before the environment checks
+        check_embedding_model_id(self.model_id)  # e.g. Titan V1 refuses dimensions/normalize
         self._limiter = AdaptiveWindow(self.max_concurrency)
         self._rate = RateLearner() if self.adaptive_rate_limit else None
         self.reset_usage()
@@ -518,6 +528,9 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
                     continue
                 if refuses_every_request(err):
                     cancelled.set()  # every other text would meet the same refusal
+                    if refused_model(err):
+                        msg = f"{SUPPORTED}; Bedrock refused {self.model_id!r} ({describe(err)})"
+                        raise UnsupportedModelError(self.model_id, msg) from err
                     if kind == "access":
                         raise BedrockConfigError(access_hint(err, self.model_id)) from err
                     raise
@@ -585,6 +598,8 @@ class BedrockTitanEmbeddings(BedrockEmbeddings):
                 continue
             for i in indices:
                 vectors[i] = outcome
+        if isinstance(last, UnsupportedModelError):
+            raise last  # the model, not a text: nothing was or could be embedded
         if failed:
             assert last is not None  # noqa: S101 - a failure always carries its error
             raise PartialEmbeddingError(sorted(failed), total, last, vectors)

@@ -1,7 +1,7 @@
 """Command line for the local stand-ins.
 
 python -m langchain_tidb_bedrock.local tidb {build,start,stop,status} [--tiflash]
-python -m langchain_tidb_bedrock.local bedrock [--port N] [--latency SECONDS]
+python -m langchain_tidb_bedrock.local bedrock [--port N] [--latency SECONDS] [--ready-file F]
     [--throttle-rate FRACTION] [--retry-after-ms MS]
     [--requests-per-minute N] [--tokens-per-minute N] [--tokens-per-day N]
 """
@@ -134,9 +134,17 @@ def _bedrock(args: argparse.Namespace) -> int:
     )
     server.throttle_rate = args.throttle_rate
     server.retry_after_ms = args.retry_after_ms
-    print(f"LocalBedrock (a local stand-in, not a model) at http://{args.host}:{args.port}")
+    server.start()  # bound now, so --port 0 can report the port it got
+    print(f"LocalBedrock (a local stand-in, not a model) at {server.endpoint_url}", flush=True)
+    if args.ready_file:  # how a starter that shares this server learns where it is
+        ready = Path(args.ready_file)
+        tmp = ready.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"url": server.endpoint_url, "pid": os.getpid()}))
+        tmp.replace(ready)
     with contextlib.suppress(KeyboardInterrupt):
-        server.serve_forever()
+        while True:
+            time.sleep(3600)
+    server.stop()
     return 0
 
 
@@ -158,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     bedrock.add_argument("--host", default="127.0.0.1")
     bedrock.add_argument("--port", type=int, default=8000)
     bedrock.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
+    bedrock.add_argument(
+        "--ready-file", default=None, help="once serving, write {url, pid} as JSON to this file"
+    )
     bedrock.add_argument(
         "--throttle-rate",
         type=float,

@@ -145,9 +145,9 @@ class _Record:
 
 
 @contextlib.contextmanager
-def _locked(data_dir: Path, wait: float) -> Iterator[IO[str]]:
+def _locked(data_dir: Path, wait: float, name: str = LOCK_NAME) -> Iterator[IO[str]]:
     data_dir.mkdir(parents=True, exist_ok=True)
-    with (data_dir / LOCK_NAME).open("a+") as handle:
+    with (data_dir / name).open("a+") as handle:
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -156,7 +156,7 @@ def _locked(data_dir: Path, wait: float) -> Iterator[IO[str]]:
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     msg = (
-                        f"another command has held the local TiDB's lock ({data_dir / LOCK_NAME}) "
+                        f"another command has held the local server's lock ({data_dir / name}) "
                         f"for {wait:.0f} s"
                     )
                     raise RuntimeConfigError(msg) from None

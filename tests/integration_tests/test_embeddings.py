@@ -75,12 +75,41 @@ def test_normalize_is_the_api_flag(bedrock: LocalBedrock) -> None:
 
 
 def test_model_id_from_environment(bedrock: LocalBedrock, monkeypatch: pytest.MonkeyPatch) -> None:
+    foundation = f"arn:aws:bedrock:us-east-1::foundation-model/{TITAN}"
+    monkeypatch.setenv("BEDROCK_EMBEDDING_MODEL_ID", foundation)
+    emb = make(bedrock, dimensions=256)
+    assert len(emb.embed_query("x")) == 256
+    assert bedrock.requests[0].model_id == foundation
+    # Plainly another model: refused at construction, nothing sent.
     monkeypatch.setenv("BEDROCK_EMBEDDING_MODEL_ID", "amazon.titan-embed-text-v9:0")
-    emb = make(bedrock)
-    assert emb.model_id == "amazon.titan-embed-text-v9:0"
-    with pytest.raises(BedrockEmbeddingError, match="identifier is invalid"):
-        emb.embed_query("x")
-    assert bedrock.requests[0].model_id == "amazon.titan-embed-text-v9:0"
+    with pytest.raises(ValueError, match=r"only Titan Text Embeddings V2 \(amazon"):
+        make(bedrock)
+    assert len(bedrock.requests) == 1
+
+
+async def _now(emb: BedrockTitanEmbeddings, texts: list[str]) -> list[list[float]]:
+    return emb.embed_documents(texts)  # the sync call, awaitable alongside the async one
+
+
+@pytest.mark.parametrize("texts", [["x"], ["one", "two", "three"]])
+async def test_a_model_id_bedrock_refuses_is_one_clear_error(
+    bedrock: LocalBedrock, texts: list[str]
+) -> None:
+    # An ARN cannot be judged offline; Bedrock's ValidationException about it becomes one
+    # UnsupportedModelError (not a partial-embedding report), and the other texts are not sent.
+    unknown = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/nope"
+    emb = make(bedrock, model_id=unknown, max_concurrency=1)
+    for asynchronous in (False, True):
+        bedrock.reset()
+        with pytest.raises(titan_module.UnsupportedModelError) as info:
+            await (emb.aembed_documents(texts) if asynchronous else _now(emb, texts))
+        message = str(info.value)
+        assert message.startswith(
+            "only Titan Text Embeddings V2 (amazon.titan-embed-text-v2:0) is supported"
+        )
+        assert f"Bedrock refused {unknown!r}" in message
+        assert "ValidationException: The provided model identifier is invalid." in message
+        assert len(bedrock.requests) == 1
 
 
 def test_usage_is_accumulated(bedrock: LocalBedrock) -> None:

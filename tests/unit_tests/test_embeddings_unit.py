@@ -14,11 +14,13 @@ from pydantic import ValidationError
 
 from langchain_tidb_bedrock.aws_config import BedrockConfigError
 from langchain_tidb_bedrock.embeddings._rate import AdaptiveWindow
+from langchain_tidb_bedrock.embeddings._titan_ids import check_embedding_model_id
 from langchain_tidb_bedrock.embeddings.titan import (
     DEFAULT_EMBEDDING_MODEL_ID,
     MAX_INPUT_TOKENS,
     BedrockEmbeddingError,
     BedrockTitanEmbeddings,
+    UnsupportedModelError,
     _fit,
     estimate_tokens,
 )
@@ -72,10 +74,47 @@ def test_dimensions_are_validated(dims: int) -> None:
 
 
 def test_model_id_env_override(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(
-        "BEDROCK_EMBEDDING_MODEL_ID", "arn:aws:bedrock:us-east-1::foundation-model/x"
-    )
-    assert BedrockTitanEmbeddings(region_name="us-east-1").model_id.endswith("/x")
+    profile = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/x"
+    monkeypatch.setenv("BEDROCK_EMBEDDING_MODEL_ID", profile)
+    assert BedrockTitanEmbeddings(region_name="us-east-1").model_id == profile
+
+
+@pytest.mark.parametrize(
+    "model_id",
+    [
+        "amazon.titan-embed-text-v1",
+        "amazon.titan-embed-text-v2",  # the version suffix missing
+        "amazon.titan-embed-txt-v2:0",
+        "cohere.embed-english-v3",
+        "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v1",
+        "",
+    ],
+)
+def test_other_embedding_models_are_refused_without_a_request(
+    model_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Sockets are blocked in the unit tests: refused before any client or request.
+    with pytest.raises(UnsupportedModelError, match=r"only Titan Text Embeddings V2 \(amazon"):
+        check_embedding_model_id(model_id)
+    with pytest.raises(ValidationError, match="is supported for embeddings"):
+        BedrockTitanEmbeddings(region_name="us-east-1", model_id=model_id or " ")
+    monkeypatch.setenv("BEDROCK_EMBEDDING_MODEL_ID", model_id or " ")
+    with pytest.raises(ValidationError, match="is supported for embeddings"):
+        BedrockTitanEmbeddings(region_name="us-east-1")
+
+
+@pytest.mark.parametrize(
+    "model_id",
+    [
+        DEFAULT_EMBEDDING_MODEL_ID,
+        "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v2:0",
+        "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123",
+        "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/abc123",
+    ],
+)
+def test_titan_v2_and_opaque_arns_are_accepted(model_id: str) -> None:
+    assert check_embedding_model_id(model_id) == model_id
+    assert BedrockTitanEmbeddings(region_name="us-east-1", model_id=model_id).model_id == model_id
 
 
 def test_region_comes_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
