@@ -40,6 +40,7 @@ SIZES = {
         "agent_steps": 200,
         "agent_items": 10_000,
         "agent_queries": 100,
+        "startup_runs": 7,
     },
     "smoke": {
         "ingest": 300,
@@ -64,6 +65,7 @@ SIZES = {
         "agent_steps": 20,
         "agent_items": 500,
         "agent_queries": 10,
+        "startup_runs": 1,
     },
 }
 
@@ -91,14 +93,14 @@ def main(argv: list[str] | None = None) -> int:
         nargs="*",
         default=None,
         help="subset: ingest search embed e2e network async_ingest scale memory indexing cache "
-        "chat filters quality agent_memory",
+        "chat filters quality agent_memory startup",
     )
     args = parser.parse_args(argv)
     logging.getLogger("langchain_tidb_bedrock").setLevel(logging.ERROR)  # "exact kNN" notices
     size = SIZES["smoke" if args.smoke else "full"]
     everything = [
         "ingest", "search", "embed", "e2e", "network", "async_ingest", "scale", "memory",
-        "indexing", "cache", "chat", "filters", "quality", "agent_memory",
+        "indexing", "cache", "chat", "filters", "quality", "agent_memory", "startup",
     ]  # fmt: skip
     wanted = set(args.only or everything)
     rows: list[Row] = []
@@ -172,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
                 tidb.url, size["agent_steps"], size["agent_items"], size["agent_queries"]
             )
             print_table(rows[-3:])
+        if "startup" in wanted:
+            from benchmarks import startup
+
+            rows.append(startup.startup_row(tidb.url, size["startup_runs"]))
+            print_table(rows[-1:])
         if "memory" in wanted:
             from benchmarks import memory
 

@@ -93,3 +93,14 @@ def test_agent_memory_rows_smoke(tidb_url: str) -> None:
     for row in rows:
         _check(row)
         assert row.met is not None
+
+
+@pytest.mark.timeout(600)
+def test_startup_row_smoke(tidb_url: str) -> None:
+    from benchmarks import startup
+
+    row = startup.startup_row(tidb_url, SMOKE["startup_runs"])
+    _check(row)
+    assert row.met is not None
+    assert re.search(r"ask \d+\.\d+x the deps' import", row.notes), row.notes
+    assert not _bedrock_children(), "the startup benchmark left its LocalBedrock running"
