@@ -9,6 +9,7 @@ index's nearest candidates, widened until the page is full.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -236,7 +237,17 @@ def op_search(
         )
         rows = yield from read(stmt)
     else:
-        rows = yield from _nearest(t, where, query, limit, offset, fields_per_item)
+        rows = yield from _nearest(
+            t,
+            where,
+            query,
+            limit,
+            offset,
+            fields_per_item,
+            labels=labels,
+            condition=condition,
+            omit_expired=omit_expired,
+        )
     if refresh:
         keys = [(r.prefix, r.key) for r in rows if r.ttl_minutes is not None]
         if keys:
@@ -288,6 +299,10 @@ def _nearest(
     limit: int,
     offset: int,
     fields_per_item: int,
+    *,
+    labels: Sequence[str],
+    condition: sa.ColumnElement[bool] | None,
+    omit_expired: bool,
 ) -> Op[Rows]:
     if query.ann:
         # Each item may own several vectors; ask the index for enough to fill the page.
@@ -297,8 +312,103 @@ def _nearest(
             if len(rows) >= limit:
                 return rows
             pool *= 4
+    elif condition is None:
+        found = yield from _nearest_vectors_first(
+            t, query, labels, limit, offset, fields_per_item, omit_expired=omit_expired
+        )
+        if found is not None:
+            return found
     # Exact: every vector of the items that pass the filters.
     return (yield from read(_ranked(t, where, query, limit, offset, None)))
+
+
+def _nearest_vectors_first(
+    t: StoreTables,
+    query: VectorQuery,
+    labels: Sequence[str],
+    limit: int,
+    offset: int,
+    fields_per_item: int,
+    *,
+    omit_expired: bool,
+) -> Op[Rows | None]:
+    """The exact page without a value filter, ranking the vectors table alone (a TopN).
+
+    The ``pool`` nearest vectors under the namespace, ordered by (distance, namespace, key),
+    hold the items ranked by their nearest vector in the same order, first occurrence first:
+    once the pool holds ``limit + offset`` live items, or the vectors ran out before it filled,
+    those are the page the grouped exact statement returns, without joining and grouping every
+    vector. Otherwise the pool widens; None hands over to that statement (after
+    ``_ANN_ROUNDS`` rounds, or when a distance is NULL, which that statement ranks its own way).
+    """
+    want = limit + offset
+    pool = max(want, 1) * max(fields_per_item, 1)
+    for _ in range(_ANN_ROUNDS):
+        stmt = t.cached(
+            ("nearest", bool(labels), omit_expired, query.strategy, pool),
+            partial(_pool_statement, t, bool(labels), query.strategy, pool, omit_expired),
+        )
+        params: dict[str, Any] = {"qv": query.text}
+        if labels:
+            text = ".".join(labels)
+            params.update(ns=text, ns_below=_escape_like(text) + ".%")
+        rows = yield from read(stmt, params)
+        if any(r.dist is None for r in rows):
+            return None
+        page: list[Any] = []
+        seen: set[tuple[str, str]] = set()
+        for r in rows:
+            if r.live and (r.prefix, r.key) not in seen:
+                seen.add((r.prefix, r.key))
+                page.append(r)
+        if len(page) >= want or len(rows) < pool:
+            return page[offset:want]
+        pool *= 4
+    return None
+
+
+def _pool_statement(
+    t: StoreTables, labels: bool, strategy: DistanceStrategy, pool: int, omit_expired: bool
+) -> sa.Select[Any]:
+    """The ``pool`` nearest vectors (bound: qv, and ns/ns_below with labels) and their items.
+
+    Every pooled vector comes back, with ``live`` false when its item is gone or expired, so
+    the caller can tell a short pool (the vectors ran out) from a pool of dead items.
+    """
+    s, v = t.store, t.vectors
+    fn = getattr(sa.func, strategy.sql_function)
+    dist = fn(v.c.embedding, sa.bindparam("qv", type_=sa.String))
+    where: list[Any] = []
+    if labels:
+        ns = sa.bindparam("ns", type_=sa.String)
+        below = sa.bindparam("ns_below", type_=sa.String)
+        where.append(sa.or_(v.c.prefix == ns, v.c.prefix.like(below, escape="\\")))
+    nearest = (
+        sa.select(v.c.prefix, v.c.key, dist.label("dist"))
+        .where(*where)
+        .order_by(sa.literal_column("dist"), v.c.prefix, v.c.key)
+        .limit(pool)
+        .subquery("pool")
+    )
+    live: sa.ColumnElement[bool] = s.c.prefix.is_not(None)
+    if omit_expired:
+        live = sa.and_(live, _alive(s))
+    return (
+        sa.select(
+            nearest.c.prefix,
+            nearest.c.key,
+            s.c.value,
+            sa.func.UNIX_TIMESTAMP(s.c.created_at).label("created"),
+            sa.func.UNIX_TIMESTAMP(s.c.updated_at).label("updated"),
+            s.c.ttl_minutes,
+            nearest.c.dist,
+            live.label("live"),
+        )
+        .select_from(
+            nearest.outerjoin(s, sa.and_(s.c.prefix == nearest.c.prefix, s.c.key == nearest.c.key))
+        )
+        .order_by(nearest.c.dist, nearest.c.prefix, nearest.c.key)
+    )
 
 
 # ---------------------------------------------------------------------------------- namespaces

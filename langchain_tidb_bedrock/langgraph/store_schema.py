@@ -13,6 +13,9 @@ clock so every process agrees on what has expired.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
+from typing import Any
+
 import sqlalchemy as sa
 
 from langchain_tidb_bedrock.db.identifiers import quote_identifier, validate_identifier
@@ -27,6 +30,7 @@ FIELD_CHARS = 100  # the field path an embedding came from ("$", "text", "tags.0
 _KEY = "CHARACTER SET utf8mb4 COLLATE utf8mb4_0900_bin NOT NULL"
 _OPTIONS = "DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_0900_bin"
 _CLUSTERED = "/*T![clustered_index] CLUSTERED */"
+_MAX_STATEMENTS = 256
 
 
 class StoreTables:
@@ -47,6 +51,7 @@ class StoreTables:
             sa.Column("expires_at", sa.DateTime),
             sa.Column("ttl_minutes", sa.Float),
         )
+        self._statements: dict[Hashable, Any] = {}
         self.vectors = sa.Table(
             self.vectors_name,
             md,
@@ -56,6 +61,15 @@ class StoreTables:
             sa.Column("embedding", sa.Text),  # VECTOR, sent as its text form
             sa.Column("expires_at", sa.DateTime),  # the item's, so TiDB's TTL drops both
         )
+
+    def cached(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """A statement built once (Core construction costs about as much as a small read)."""
+        stmt = self._statements.get(key)
+        if stmt is None:
+            if len(self._statements) >= _MAX_STATEMENTS:  # keys carry page sizes: stay bounded
+                self._statements.clear()
+            stmt = self._statements[key] = build()
+        return stmt
 
     def store_ddl(self, ttl_job_interval_minutes: int) -> str:
         """The items table; TiDB's TTL job deletes a row once ``expires_at`` has passed."""

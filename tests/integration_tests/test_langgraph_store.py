@@ -15,6 +15,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -538,6 +539,79 @@ def test_vectors_expire_with_their_item(
             f"JOIN `{prefix}store_vectors` v USING (prefix, `key`)"
         ).scalar_one()
     assert same == 1
+
+
+def _statements(engine: TiDBEngine, call: Any) -> tuple[Any, list[str]]:
+    """``call()``'s result and every statement it sent, on either pool of the engine."""
+    sent: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement)
+
+    for pool in (engine.sync_read, engine.sync):
+        sa.event.listen(pool, "before_cursor_execute", record)
+    try:
+        result = call()
+    finally:
+        for pool in (engine.sync_read, engine.sync):
+            sa.event.remove(pool, "before_cursor_execute", record)
+    return result, sent
+
+
+def test_search_is_one_statement(engine: TiDBEngine, prefix: str) -> None:
+    """A search is one round trip: with a query (nearest vectors first), with a query and a
+    filter (the grouped exact statement), and without a query; a regression to more fails."""
+    store = _vector_store(engine, prefix)
+    for i in range(30):
+        store.put(("docs", f"g{i % 3}"), f"d{i}", {"text": f"document {i} on topic {i % 7}"})
+    store.search(("docs",), query="warm up")  # the tables are checked once, on first use
+    hits, sent = _statements(engine, lambda: store.search(("docs",), query="topic 3", limit=5))
+    assert len(hits) == 5
+    assert len(sent) == 1, sent
+    assert "GROUP BY" not in sent[0]  # ranks the vectors table alone, then joins the items
+    page, sent = _statements(
+        engine, lambda: store.search(("docs",), query="topic 3", limit=2, offset=3)
+    )
+    assert [h.key for h in page] == [h.key for h in hits[3:5]]
+    assert len(sent) == 1, sent
+    filtered, sent = _statements(
+        engine, lambda: store.search(("docs", "g1"), query="topic 3", filter={"text": {"$ne": ""}})
+    )
+    assert filtered
+    assert len(sent) == 1, sent
+    recent, sent = _statements(engine, lambda: store.search(("docs",), limit=3))
+    assert len(recent) == 3
+    assert len(sent) == 1, sent
+
+
+def _exact(store: TiDBStore, labels: tuple[str, ...], query: str, limit: int) -> list[Any]:
+    # A filter every item passes sends the search through the grouped exact statement.
+    hits = store.search(labels, query=query, limit=limit, filter={"n": {"$gte": 0}})
+    return [(h.namespace, h.key, round(h.score or 0, 6)) for h in hits]
+
+
+def test_nearest_vectors_first_matches_the_grouped_statement(
+    engine: TiDBEngine, prefix: str, tidb_engine: sa.Engine
+) -> None:
+    """Items with many vectors (a list field) and vectors whose item is gone: the pool widens
+    until the page is full, and the page is the grouped exact statement's."""
+    store = _vector_store(engine, prefix, fields=["tags[*]"])
+    for i in range(24):
+        tags = [f"{chr(97 + i) * 6} {j}" for j in range(6)]  # an item's vectors lie together
+        store.put(("t", f"g{i % 2}"), f"k{i}", {"tags": tags, "n": i})
+    with tidb_engine.begin() as conn:  # as TiDB's TTL job may leave them for a while
+        conn.exec_driver_sql(f"DELETE FROM `{prefix}store` WHERE `key` IN ('k3', 'k8', 'k13')")
+    rounds = []
+    for labels in [("t",), ("t", "g1"), ()]:
+        for query in ["dddddd", "eeeeee 2", "nnnnnn", "xxxx"]:
+            hits, sent = _statements(engine, partial(store.search, labels, query=query, limit=4))
+            got = [(h.namespace, h.key, round(h.score or 0, 6)) for h in hits]
+            assert got == _exact(store, labels, query, 4)
+            assert len(got) == 4
+            assert not {"k3", "k8", "k13"} & {h.key for h in hits}
+            assert len(sent) <= 4, sent  # widened, never one statement per item
+            rounds.append(len(sent))
+    assert max(rounds) > 1, rounds  # the pool did widen
 
 
 def test_index_defaults_to_titan(
