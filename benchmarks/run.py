@@ -41,6 +41,8 @@ SIZES = {
         "agent_items": 10_000,
         "agent_queries": 100,
         "startup_runs": 7,
+        "llama_index_nodes": 20_000,
+        "llama_index_queries": 200,
     },
     "smoke": {
         "ingest": 300,
@@ -66,6 +68,8 @@ SIZES = {
         "agent_items": 500,
         "agent_queries": 10,
         "startup_runs": 1,
+        "llama_index_nodes": 300,
+        "llama_index_queries": 10,
     },
 }
 
@@ -93,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         nargs="*",
         default=None,
         help="subset: ingest search embed e2e network async_ingest scale memory indexing cache "
-        "chat filters quality agent_memory startup",
+        "chat filters quality agent_memory startup llama_index",
     )
     args = parser.parse_args(argv)
     logging.getLogger("langchain_tidb_bedrock").setLevel(logging.ERROR)  # "exact kNN" notices
@@ -101,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     everything = [
         "ingest", "search", "embed", "e2e", "network", "async_ingest", "scale", "memory",
         "indexing", "cache", "chat", "filters", "quality", "agent_memory", "startup",
+        "llama_index",
     ]  # fmt: skip
     wanted = set(args.only or everything)
     rows: list[Row] = []
@@ -179,6 +184,18 @@ def main(argv: list[str] | None = None) -> int:
 
             rows.append(startup.startup_row(tidb.url, size["startup_runs"]))
             print_table(rows[-1:])
+        if "llama_index" in wanted:
+            from benchmarks import llamaindex_rows
+
+            li_rows = llamaindex_rows.llama_index_rows(
+                tidb.url,
+                size["llama_index_nodes"],
+                size["llama_index_queries"],
+                size["embed"],
+                size["repeat"],
+            )
+            rows += li_rows
+            print_table(li_rows)
         if "memory" in wanted:
             from benchmarks import memory
 
