@@ -8,6 +8,8 @@ Bedrock rejects and refuses ``stream(..., stop=...)``; Converse maps ``stop`` to
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from botocore.config import Config
@@ -43,6 +45,44 @@ def _with_retries(config: Config | None, max_retries: int | None) -> Config | No
     retries["max_attempts"] = max_retries
     merged: Config = config.merge(Config(retries=retries))  # type: ignore[arg-type]
     return merged
+
+
+class _OnFirstUse:
+    """A boto3 client built on first attribute access.
+
+    ``ChatBedrockConverse`` builds a ``bedrock`` control-plane client up front but calls it
+    only to resolve application inference profiles; loading that service's model takes about
+    a tenth of a second of every command's start-up.
+    """
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build = build
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = self._build()
+        return getattr(self._client, name)
+
+
+def _control_plane(chat: list[ChatBedrockConverse]) -> Any:
+    """The control-plane client langchain-aws would build, from the finished model's settings."""
+    from langchain_aws.utils import create_aws_client
+
+    llm = chat[0]
+    return create_aws_client(
+        region_name=llm.region_name,
+        credentials_profile_name=llm.credentials_profile_name,
+        aws_access_key_id=llm.aws_access_key_id,
+        aws_secret_access_key=llm.aws_secret_access_key,
+        aws_session_token=llm.aws_session_token,
+        endpoint_url=llm.endpoint_url,
+        config=llm.config,
+        service_name="bedrock",
+        api_key=llm.bedrock_api_key,
+    )
 
 
 def create_llama3_chat(
@@ -91,12 +131,19 @@ def create_llama3_chat(
             kwargs.update(aws_access_key_id="local", aws_secret_access_key="local")  # noqa: S106
     else:
         region = require_aws(region_name, profile, has_explicit_keys=has_keys)
-    return ChatBedrockConverse(  # type: ignore[call-arg]  # pydantic fields, not in the stub
-        model=model,
-        region_name=region,
-        endpoint_url=endpoint_url,
-        temperature=temperature,
-        max_tokens=max_tokens,
-        config=_with_retries(config, max_retries),
-        **kwargs,
+    built: list[ChatBedrockConverse] = []
+    if kwargs.get("bedrock_client") is None and "application-inference-profile" not in model:
+        # (an application profile is resolved through it during construction: built then)
+        kwargs["bedrock_client"] = _OnFirstUse(lambda: _control_plane(built))
+    built.append(
+        ChatBedrockConverse(  # type: ignore[call-arg]  # pydantic fields, not in the stub
+            model=model,
+            region_name=region,
+            endpoint_url=endpoint_url,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            config=_with_retries(config, max_retries),
+            **kwargs,
+        )
     )
+    return built[0]
