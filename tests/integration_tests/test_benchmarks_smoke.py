@@ -104,3 +104,40 @@ def test_startup_row_smoke(tidb_url: str) -> None:
     assert row.met is not None
     assert re.search(r"ask \d+\.\d+x the deps' import", row.notes), row.notes
     assert not _bedrock_children(), "the startup benchmark left its LocalBedrock running"
+
+
+@pytest.mark.timeout(600)
+def test_llama_index_rows_smoke(tidb_url: str) -> None:
+    import sqlalchemy as sa
+
+    from benchmarks import llamaindex_rows
+
+    rows = llamaindex_rows.llama_index_rows(
+        tidb_url,
+        SMOKE["llama_index_nodes"],
+        SMOKE["llama_index_queries"],
+        SMOKE["embed"],
+        SMOKE["repeat"],
+    )
+    assert [r.name.split(",")[0] for r in rows] == [
+        "llama_index ingest",
+        "llama_index query p50 ms",
+        "llama_index query p50 ms",
+        "llama_index embed",
+    ]
+    for row in rows:
+        _check(row)
+        assert row.met is not None
+    # Same results as the plain statement; the filter kept; the same vectors as the other client.
+    for row in rows[1:3]:
+        assert "results differing from raw: ours 0, tidbvector 0" in row.notes, row.notes
+    assert "short/off-filter results: ours 0, theirs 0, raw 0" in rows[2].notes, rows[2].notes
+    assert "vectors differing from ours on the first 20 texts: 0" in rows[3].notes, rows[3].notes
+    assert not _bedrock_children(), "the llama_index benchmark left its LocalBedrock running"
+    engine = sa.create_engine(tidb_url)
+    try:
+        with engine.connect() as conn:
+            left = conn.execute(sa.text("SHOW TABLES LIKE 'b\\_li\\_%'")).fetchall()
+    finally:
+        engine.dispose()
+    assert left == [], "the llama_index benchmark left its tables behind"
