@@ -8,6 +8,9 @@ Safety: the client capability is negotiated at connect time, but PyMySQL's permi
 off except while our own statement runs, and during it a guard sends only the rows we hold: a
 server that asks for any other file (``~/.aws/credentials``...) gets a refusal, never its bytes.
 
+Any table: a :class:`LoadRows` step names its columns (the store's four by default; the keyword
+index loads its postings and document rows the same way).
+
 No file: the rows go from memory to the socket under a one-time name, so a process killed
 mid-load (``kill -9`` runs no cleanup) leaves no ids, vectors or text on disk. Earlier versions
 wrote ``ltb-load-*.tsv`` spill files; the first bulk-loading engine sweeps old ones away.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import tempfile
 import time
@@ -28,10 +32,17 @@ from typing import Any
 from langchain_tidb_bedrock.db.identifiers import quote_identifier
 from langchain_tidb_bedrock.errors import LoadDataWarningError
 
-__all__ = ["LoadRows", "enable_local_infile_capability", "load_rows", "supports_load_data"]
+__all__ = [
+    "STORE_COLUMNS",
+    "LoadRows",
+    "enable_local_infile_capability",
+    "load_rows",
+    "supports_load_data",
+]
 
 _CLIENT_LOCAL_FILES = 128  # pymysql.constants.CLIENT.LOCAL_FILES
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
+_NEEDS_ESCAPE = re.compile("[\\\\\t\n\r\0]")
 # Where earlier versions wrote their spill files (a RAM-backed directory where there is one).
 _SHM = "/dev/shm"  # noqa: S108
 _TMP_DIR = _SHM if os.path.isdir(_SHM) and os.access(_SHM, os.W_OK) else None
@@ -40,16 +51,27 @@ _STALE_SPILL_AGE = 3600.0  # seconds
 _SEND_CHUNK = 64 * 1024  # bytes per LOCAL INFILE data packet
 
 
+STORE_COLUMNS = ("id", "embedding", "document", "meta")
+"""A vector store table's columns, in the order of its rows (id, vector text, text, JSON)."""
+
+
 @dataclass(frozen=True)
 class LoadRows:
-    """A write step: upsert ``rows`` (id, vector text, document, metadata JSON) into ``table``.
+    """A write step: upsert ``rows`` into ``table``, one value per name in ``columns``.
 
-    ``fallback_sql`` is the equivalent INSERT for drivers that cannot LOAD DATA.
+    ``fallback_sql`` is the equivalent INSERT (``%s`` per column) for drivers that cannot
+    LOAD DATA. Values are ``str``, ``int`` or None; the store's rows (the default columns) are
+    (id, vector text, document, metadata JSON).
     """
 
     table: str
-    rows: list[tuple[str, str, str, str]]
+    rows: list[tuple[Any, ...]]
     fallback_sql: str
+    columns: tuple[str, ...] = STORE_COLUMNS
+
+    def as_insert(self) -> tuple[str, list[tuple[Any, ...]]]:
+        """The same write as an ``executemany`` step (the fallback)."""
+        return (self.fallback_sql, self.rows)
 
 
 # ER_NOT_ALLOWED_COMMAND, ER_SPECIFIC_ACCESS_DENIED, CR_LOAD_DATA_LOCAL_INFILE_REJECTED
@@ -65,12 +87,13 @@ def is_load_data_refused(exc: BaseException) -> bool:
     return "local_infile" in str(orig).lower() or "load data local" in str(orig).lower()
 
 
-def load_data_sql(table: str) -> str:
-    """The statement; the file name is bound, the table a validated identifier."""
+def load_data_sql(table: str, columns: Sequence[str] = STORE_COLUMNS) -> str:
+    """The statement; the file name is bound, the table and columns validated identifiers."""
+    names = ", ".join(quote_identifier(c) for c in columns)
     return (
         f"LOAD DATA LOCAL INFILE %s REPLACE INTO TABLE {quote_identifier(table)} "
         "CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' "
-        "LINES TERMINATED BY '\\n' (`id`, `embedding`, `document`, `meta`)"
+        f"LINES TERMINATED BY '\\n' ({names})"
     )
 
 
@@ -164,7 +187,7 @@ def supports_load_data(dbapi_connection: Any) -> bool:
     )
 
 
-def _tsv(rows: Sequence[tuple[str, str, str, str]]) -> str:
+def _tsv(rows: Sequence[tuple[Any, ...]]) -> str:
     # Vector text is digits, signs, dots, commas and brackets: nothing to escape.
     return "".join(
         f"{r[0].translate(_ESCAPES)}\t{r[1]}\t{r[2].translate(_ESCAPES)}\t"
@@ -173,10 +196,32 @@ def _tsv(rows: Sequence[tuple[str, str, str, str]]) -> str:
     )
 
 
-def load_rows(dbapi_connection: Any, table: str, rows: Sequence[tuple[str, str, str, str]]) -> int:
+def _field(value: Any) -> str:
+    if isinstance(value, str):
+        # Most values (JSON postings, ids) have nothing to escape: a C-speed scan skips them.
+        return value.translate(_ESCAPES) if _NEEDS_ESCAPE.search(value) else value
+    if value is None:
+        return "\\N"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    msg = f"LOAD DATA takes str, int or None values, got {type(value).__name__}"
+    raise TypeError(msg)
+
+
+def _tsv_any(rows: Sequence[tuple[Any, ...]]) -> str:
+    return "".join("\t".join(map(_field, row)) + "\n" for row in rows)
+
+
+def load_rows(
+    dbapi_connection: Any,
+    table: str,
+    rows: Sequence[tuple[Any, ...]],
+    columns: Sequence[str] = STORE_COLUMNS,
+) -> int:
     """Run one ``LOAD DATA LOCAL ... REPLACE`` on a raw PyMySQL connection; returns rowcount.
 
-    The rows are sent from memory under a one-time name (no file is written).
+    The rows are sent from memory under a one-time name (no file is written); each row has
+    one value per name in ``columns``.
     Raises LoadDataWarningError when TiDB reports warnings, so the caller's transaction rolls back.
     """
     if not supports_load_data(dbapi_connection):
@@ -185,10 +230,11 @@ def load_rows(dbapi_connection: Any, table: str, rows: Sequence[tuple[str, str, 
     name = f"ltb-load-{secrets.token_hex(8)}.tsv"  # a name the guard answers, not a path
     cursor = dbapi_connection.cursor()
     dbapi_connection._ltb_load_file = name  # the only name it may send
-    dbapi_connection._ltb_load_data = _tsv(rows).encode("utf-8")
+    tsv = _tsv(rows) if tuple(columns) == STORE_COLUMNS else _tsv_any(rows)
+    dbapi_connection._ltb_load_data = tsv.encode("utf-8")
     dbapi_connection._local_infile = True  # only for this statement
     try:
-        cursor.execute(load_data_sql(table), (name,))
+        cursor.execute(load_data_sql(table, columns), (name,))
     finally:
         dbapi_connection._local_infile = False
         dbapi_connection._ltb_load_file = None

@@ -316,7 +316,7 @@ class TiDBEngine:
                 if isinstance(step, LoadRows):
                     raw = conn.connection.dbapi_connection
                     if supports_load_data(raw):
-                        total += load_rows(raw, step.table, step.rows)
+                        total += load_rows(raw, step.table, step.rows, step.columns)
                     else:
                         total += conn.exec_driver_sql(step.fallback_sql, step.rows).rowcount
                 elif isinstance(step, tuple):

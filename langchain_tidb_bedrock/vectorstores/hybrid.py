@@ -46,6 +46,7 @@ from langchain_core.callbacks import (
 from langchain_core.documents import Document
 from langchain_core.vectorstores import VectorStoreRetriever
 
+from langchain_tidb_bedrock.db.bulk import LoadRows
 from langchain_tidb_bedrock.db.identifiers import quote_identifier
 from langchain_tidb_bedrock.db.runner import Op, WriteStep, embed_query, read, write
 from langchain_tidb_bedrock.errors import InvalidInputError, KeywordIndexMissingError
@@ -53,7 +54,12 @@ from langchain_tidb_bedrock.vectorstores.encoding import decode_metadata, encode
 from langchain_tidb_bedrock.vectorstores.filters import check_filter, compile_filter
 from langchain_tidb_bedrock.vectorstores.queries import filter_key
 from langchain_tidb_bedrock.vectorstores.schema import ID_LENGTH, DistanceStrategy
-from langchain_tidb_bedrock.vectorstores.tokenize import ANALYZER_VERSION, tokenize
+from langchain_tidb_bedrock.vectorstores.tokenize import (
+    ANALYZER_VERSION,
+    chunk_terms,
+    chunks,
+    tokenize,
+)
 
 if TYPE_CHECKING:
     from langchain_tidb_bedrock.vectorstores.search import Search
@@ -75,6 +81,12 @@ _MARK = "ltb-keyword"
 _COMMENT = re.compile(rf"{_MARK} v(\d+) buckets=(\d+)")
 _ID_BATCH = 1000
 _KEY_MASK = (1 << 40) - 1
+# Chunk -> term keys caches, per bucket count; cleared past this many chunks (~50 MB).
+_CHUNKS: dict[int, dict[str, tuple[tuple[int, int], ...]]] = {}
+_CHUNK_CACHE = 200_000
+# Column orders of the bulk-loaded side rows (as in the INSERT statements below).
+_DOCS_COLUMNS = ("seg", "slot", "id", "dl")
+_POSTINGS_COLUMNS = ("bucket", "seg", "postings")
 # FTS_MATCH_WORD does not exist (MySQL error 1305, FUNCTION does not exist).
 _NO_FUNCTION = 1305
 
@@ -128,6 +140,8 @@ class KeywordTables:
         self.main = main
         self.buckets = buckets
         self._keys: dict[str, tuple[int, int]] = {}  # term -> (bucket, key), a cache
+        # Shared by the tables of one bucket count: a new store starts with warm analysis.
+        self._chunks = _CHUNKS.setdefault(buckets, {})
         self.names = (f"{base}_kw", f"{base}_kwdocs", f"{base}_kwseg")
         for name in self.names:
             if len(name) > 64:
@@ -246,28 +260,50 @@ class KeywordTables:
         """
         buckets: dict[int, list[int]] = {}
         lengths: list[int] = []
-        known, key_of = self._keys, self.term_key
+        known, keys_of = self._chunks, self._chunk_keys
         for slot, text in enumerate(texts):
-            terms = tokenize(text)
-            length = len(terms)
+            # Per distinct chunk, not per token: the same terms and frequencies as counting
+            # tokenize(text) (a unit test holds them equal), measured ~1.5x faster.
+            tf: dict[tuple[int, int], int] = {}
+            length = 0
+            for chunk, count in Counter(chunks(text)).items():
+                keys = known.get(chunk)
+                if keys is None:
+                    keys = keys_of(chunk)
+                length += count * len(keys)
+                for pair in keys:
+                    tf[pair] = tf.get(pair, 0) + count
             lengths.append(length)
-            for term, tf in Counter(terms).items():
-                bucket, key = known.get(term) or key_of(term)
+            for (bucket, key), n in tf.items():
                 entry = buckets.get(bucket)
                 if entry is None:
                     entry = buckets[bucket] = []
-                entry += (key, slot, tf, length)
+                entry += (key, slot, n, length)
         payload = [(b, orjson.dumps(p).decode()) for b, p in sorted(buckets.items())]
         return Packed(lengths, payload)
 
+    def _chunk_keys(self, chunk: str) -> tuple[tuple[int, int], ...]:
+        """(bucket, key) of each term of a chunk, in order, cached (chunks repeat, Zipf)."""
+        if len(self._chunks) > _CHUNK_CACHE:
+            self._chunks.clear()
+        found = self._chunks[chunk] = tuple(self.term_key(t) for t in chunk_terms(chunk))
+        return found
+
     def write_steps(
-        self, ids: Sequence[str], texts: Sequence[str], packed: Packed | None = None
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        packed: Packed | None = None,
+        *,
+        bulk: bool = False,
     ) -> list[WriteStep]:
         """Index ``texts`` as a new segment, replacing earlier versions of these ids.
 
         A posting is four integers in its bucket's flat JSON array: the term key, the
         document's slot in the segment, the term frequency and the document length.
-        ``packed``: :meth:`pack` of these texts, when computed ahead.
+        ``packed``: :meth:`pack` of these texts, when computed ahead. ``bulk``: the document
+        and postings rows as ``LOAD DATA`` steps (half the time of their multi-row INSERTs,
+        which are the fallback), for a writer that bulk-loads its rows too.
         """
         if not ids:
             return []
@@ -282,11 +318,18 @@ class KeywordTables:
         for start in range(0, len(ids), _ID_BATCH):
             chunk = list(ids[start : start + _ID_BATCH])
             steps += self._retire(self.docs.c.id.in_(chunk), forget=False)
-        steps.append((self._replace_docs, doc_rows))
         n, total = len(ids), sum(packed.lengths)
+        rows = [(b, seg, payload) for b, payload in packed.postings]
+        if bulk:
+            # LOAD DATA ... REPLACE: the same end state as REPLACE INTO for kwdocs, and as
+            # INSERT for the postings (their segment is new).
+            steps.append(LoadRows(self.names[1], doc_rows, self._replace_docs, _DOCS_COLUMNS))
+        else:
+            steps.append((self._replace_docs, doc_rows))
         steps.append((self._insert_seg, [(seg, n, n, total)]))
-        if packed.postings:
-            rows = [(b, seg, payload) for b, payload in packed.postings]
+        if rows and bulk:
+            steps.append(LoadRows(self.names[0], rows, self._insert_postings, _POSTINGS_COLUMNS))
+        elif rows:
             steps.append((self._insert_postings, rows))
         return steps
 

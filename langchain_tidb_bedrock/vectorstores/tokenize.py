@@ -22,7 +22,15 @@ import re
 import unicodedata
 from collections import Counter
 
-__all__ = ["ANALYZER_VERSION", "MAX_TERM_CHARS", "STOP_WORDS", "term_counts", "tokenize"]
+__all__ = [
+    "ANALYZER_VERSION",
+    "MAX_TERM_CHARS",
+    "STOP_WORDS",
+    "chunk_terms",
+    "chunks",
+    "term_counts",
+    "tokenize",
+]
 
 ANALYZER_VERSION = 2
 """Bumped when :func:`tokenize` changes what it emits (the term table records it)."""
@@ -41,6 +49,8 @@ _CJK = (
 _TOKEN = re.compile(
     rf"[{_CJK}]+|(?:[^\W{_CJK}]+(?:[.\-/:][^\W{_CJK}]+)*)",
 )
+# The same pattern for ASCII text, where \w is [A-Za-z0-9_] and CJK cannot occur (~1.5x faster).
+_ASCII_TOKEN = re.compile(r"\w+(?:[.\-/:]\w+)*", re.ASCII)
 _PARTS = re.compile(r"[^\W_]+")
 _JOINERS = re.compile(r"[.\-/:]")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z0-9]+|[A-Z0-9]+")
@@ -113,10 +123,30 @@ def _token_terms(token: str) -> tuple[str, ...]:
 
 def tokenize(text: str) -> list[str]:
     """The terms of ``text``, in order, repeats kept (their count is the term frequency)."""
-    if not text.isascii():
-        text = unicodedata.normalize("NFKC", text)
+    if text.isascii():
+        found = _ASCII_TOKEN.findall(text)
+    else:
+        found = _TOKEN.findall(unicodedata.normalize("NFKC", text))
     out: list[str] = []
-    for token in _TOKEN.findall(text):
+    for token in found:
+        out.extend(_token_terms(token))
+    return out
+
+
+def chunks(text: str) -> list[str]:
+    """``text`` (NFKC) split at whitespace, the unit a writer analyses and caches.
+
+    No token spans whitespace, so the terms of the chunks, concatenated, are
+    :func:`tokenize`'s. A writer counts chunks with ``Counter`` (C speed) and analyses each
+    distinct chunk once, instead of every token of every text.
+    """
+    return (text if text.isascii() else unicodedata.normalize("NFKC", text)).split()
+
+
+def chunk_terms(chunk: str) -> list[str]:
+    """The terms of one chunk of :func:`chunks`, in order, repeats kept."""
+    out: list[str] = []
+    for token in (_ASCII_TOKEN if chunk.isascii() else _TOKEN).findall(chunk):
         out.extend(_token_terms(token))
     return out
 

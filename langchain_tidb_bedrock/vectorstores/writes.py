@@ -323,7 +323,8 @@ class Writer:
         upsert = self.table.queries.upsert_sql
         # The keyword index (hybrid search) changes in the same transaction as the rows.
         kt = self.table.keyword
-        side = kt.write_steps([r[0] for r in params], [r[2] for r in params], packed) if kt else []
+        ids, texts = [r[0] for r in params], [r[2] for r in params]
+        side = kt.write_steps(ids, texts, packed, bulk=self.bulk_load) if kt else []
         if not self.bulk_load:
             try:
                 yield from write((upsert, params), *side)
@@ -331,7 +332,7 @@ class Writer:
                 # Lost during COMMIT: the upsert is idempotent, so running it again is safe
                 # (the keyword index as a new segment: the first may be stored).
                 if kt is not None:
-                    side = kt.write_steps([r[0] for r in params], [r[2] for r in params], packed)
+                    side = kt.write_steps(ids, texts, packed)
                 yield from write((upsert, params), *side)
             return
         try:
@@ -345,6 +346,10 @@ class Writer:
                 self.bulk_load = False
                 logger.warning("TiDB refuses LOAD DATA LOCAL (%s): writing with INSERT", exc)
             # This batch goes through INSERT; a passing fault keeps the fast path for the next.
+            # The keyword index too, as a new segment (a COMMIT lost in flight may have stored
+            # the first one, whose rows this retires).
+            if kt is not None:
+                side = kt.write_steps(ids, texts, packed)
             yield from write((upsert, params), *side)
 
     def op_update_metadata(self, metadata: Mapping[str, dict[str, Any]]) -> Op[int]:

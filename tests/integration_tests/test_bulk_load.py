@@ -15,6 +15,7 @@ from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_tidb_bedrock import TiDBVectorStore
 from langchain_tidb_bedrock.db import bulk
 from langchain_tidb_bedrock.db import engine as engines
+from langchain_tidb_bedrock.db import runner as write_ops
 from langchain_tidb_bedrock.errors import WriteError
 from langchain_tidb_bedrock.vectorstores import writes as write_pipeline
 
@@ -34,9 +35,9 @@ def loads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     real = bulk.load_rows
 
-    def counting(conn: Any, table: str, rows: Any) -> int:
+    def counting(conn: Any, table: str, rows: Any, columns: Any = bulk.STORE_COLUMNS) -> int:
         calls.append(len(rows))
-        return real(conn, table, rows)
+        return real(conn, table, rows, columns)
 
     monkeypatch.setattr(engines, "load_rows", counting)
     return calls
@@ -100,11 +101,11 @@ def test_a_passing_load_fault_retries_the_batch_and_keeps_the_fast_path(
     calls: list[int] = []
     real = bulk.load_rows
 
-    def flaky(conn: Any, table: str, rows: Any) -> int:
+    def flaky(conn: Any, table: str, rows: Any, columns: Any = bulk.STORE_COLUMNS) -> int:
         calls.append(len(rows))
         if len(calls) == 1:
             raise sa.exc.OperationalError("LOAD DATA", {}, Exception(2013, "Lost connection"))
-        return real(conn, table, rows)
+        return real(conn, table, rows, columns)
 
     monkeypatch.setattr(engines, "load_rows", flaky)
     store.add_texts(["a", "b", "c", "d", "e"], ids=list("abcde"))
@@ -117,7 +118,7 @@ def test_refused_load_data_falls_back_to_insert_once(
 ) -> None:
     calls: list[int] = []
 
-    def refuse(conn: Any, table: str, rows: Any) -> int:
+    def refuse(conn: Any, table: str, rows: Any, columns: Any = bulk.STORE_COLUMNS) -> int:
         calls.append(len(rows))
         raise sa.exc.OperationalError("LOAD DATA", {}, Exception(1148, "not allowed"))
 
@@ -176,15 +177,56 @@ def test_tsv_escaping_is_reversible(rows: list[tuple[str, str, str]]) -> None:
     assert _read_tsv(bulk._tsv(full)) == full
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.text(), st.integers(-(2**63), 2**63 - 1), st.text()), min_size=1, max_size=5
+    )
+)
+def test_tsv_of_any_columns_is_reversible(rows: list[tuple[str, int, str]]) -> None:
+    assert _read_tsv(bulk._tsv_any(rows)) == [(a, str(n), b) for a, n, b in rows]
+
+
+def test_any_table_loads_its_named_columns(tidb_url: str) -> None:
+    table = f"bulk_any_{uuid.uuid4().hex[:10]}"
+    engine = engines.TiDBEngine(tidb_url)
+    insert = f"REPLACE INTO `{table}` (`k`, `n`, `v`, `maybe`) VALUES (%s, %s, %s, %s)"
+    rows: list[tuple[Any, ...]] = [
+        (f"k{i}", i - 2, AWKWARD[i], None if i % 2 else "x") for i in range(7)
+    ]
+    step = bulk.LoadRows(table, rows, insert, ("k", "n", "v", "maybe"))
+    try:
+        engine.run(
+            write_ops.write(
+                sa.text(
+                    f"CREATE TABLE `{table}` (`k` VARCHAR(8) PRIMARY KEY, `n` BIGINT NOT NULL, "
+                    "`v` TEXT NOT NULL, `maybe` TEXT NULL)"
+                )
+            )
+        )
+        assert engine.run(write_ops.write(step)) == 7
+        # REPLACE: loading a key again rewrites its row.
+        engine.run(
+            write_ops.write(bulk.LoadRows(table, [("k0", 99, "again", None)], insert, step.columns))
+        )
+        with engine.sync.connect() as conn:
+            got = conn.exec_driver_sql(f"SELECT k, n, v, maybe FROM `{table}` ORDER BY k").all()
+        assert [tuple(r) for r in got] == [("k0", 99, "again", None), *rows[1:]]
+    finally:
+        with engine.sync.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS `{table}`")
+        engine.close()
+
+
 def test_large_documents_are_split_into_transactions_and_oversized_refused(
     store: TiDBVectorStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writes: list[int] = []
     real = bulk.load_rows
 
-    def counting(conn: Any, table: str, rows: Any) -> int:
+    def counting(conn: Any, table: str, rows: Any, columns: Any = bulk.STORE_COLUMNS) -> int:
         writes.append(len(rows))
-        return real(conn, table, rows)
+        return real(conn, table, rows, columns)
 
     monkeypatch.setattr(engines, "load_rows", counting)
     monkeypatch.setattr(write_pipeline, "_TXN_BYTES", 250_000)  # ~2 of the 100 KB docs per txn

@@ -318,3 +318,66 @@ def test_batches_analysed_ahead_or_inline_index_the_same(
     finally:
         s.drop_table()
         s.close()
+
+
+def _side_counts(store: TiDBVectorStore) -> tuple[int, int, int]:
+    kt = store._table.keyword
+    assert kt is not None
+    with store.engine.connect() as conn:
+        return tuple(  # type: ignore[return-value]
+            conn.execute(sa.select(sa.func.count()).select_from(t)).scalar()
+            for t in (kt.postings, kt.docs, kt.segs)
+        )
+
+
+def test_side_rows_are_bulk_loaded_in_the_rows_transaction(
+    store: TiDBVectorStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from langchain_tidb_bedrock.db import bulk
+    from langchain_tidb_bedrock.db import engine as engines
+    from langchain_tidb_bedrock.errors import LoadDataWarningError
+
+    loaded: list[tuple[str, int]] = []
+    real = bulk.load_rows
+    fail_on: list[str] = []
+
+    def spy(conn: object, table: str, rows: list[tuple[object, ...]], columns: object) -> int:
+        loaded.append((table.removeprefix(store.table_name), len(rows)))
+        if table.endswith(tuple(fail_on)):
+            raise LoadDataWarningError("LOAD DATA into the postings reported warnings")
+        return real(conn, table, rows, columns)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engines, "load_rows", spy)
+    texts, metas, ids = _corpus(20)
+    store.add_texts(texts[:5], metas[:5], ids=ids[:5], batch_size=3)
+    # Per batch: the rows, then the keyword index's documents and postings, all LOAD DATA.
+    assert [t for t, _ in loaded] == ["", "_kwdocs", "_kw"] * 2
+    assert [n for t, n in loaded if t != "_kw"] == [3, 3, 2, 2]
+    before = _side_counts(store)
+    # A load that fails mid-transaction (after the rows and kwdocs went in) leaves nothing.
+    fail_on.append("_kw")
+    with pytest.raises(LoadDataWarningError):
+        store.add_texts(["vector vector", "region"], ids=["d0", "new"])
+    assert store.count() == 5
+    assert _side_counts(store) == before
+    _assert_index_matches(store, ["vector", "region", "ER_LOCK_DEADLOCK"])
+
+
+def test_refused_load_data_writes_the_index_with_insert(
+    store: TiDBVectorStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from langchain_tidb_bedrock.db import engine as engines
+
+    calls: list[str] = []
+
+    def refuse(conn: object, table: str, rows: object, columns: object) -> int:
+        calls.append(table)
+        raise sa.exc.OperationalError("LOAD DATA", {}, Exception(1148, "not allowed"))
+
+    monkeypatch.setattr(engines, "load_rows", refuse)
+    texts, metas, ids = _corpus(20)
+    store.add_texts(texts, metas, ids=ids, batch_size=6)
+    store.add_texts(texts[:4], metas[:4], ids=ids[:4])  # upserts, through INSERT too
+    assert calls == [store.table_name]  # refused once, then INSERT for rows and index alike
+    _assert_index_matches(store, ["vector search", "ER_LOCK_DEADLOCK", "commit"])
+    assert _side_counts(store)[1:] == (20, 4 + 1)

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import orjson
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from langchain_core.documents import Document
 from sqlalchemy.dialects import mysql
 
+from langchain_tidb_bedrock.db.bulk import LoadRows
 from langchain_tidb_bedrock.errors import InvalidInputError
 from langchain_tidb_bedrock.vectorstores import hybrid
+from langchain_tidb_bedrock.vectorstores import tokenize as analyzer
 from langchain_tidb_bedrock.vectorstores.schema import table_object
-from langchain_tidb_bedrock.vectorstores.tokenize import MAX_TERM_CHARS, term_counts, tokenize
+from langchain_tidb_bedrock.vectorstores.tokenize import (
+    MAX_TERM_CHARS,
+    chunk_terms,
+    chunks,
+    term_counts,
+    tokenize,
+)
 
 
 @pytest.mark.parametrize(
@@ -199,3 +210,63 @@ def test_side_tables_named_within_identifier_limits() -> None:
     assert max(len(n) for n in kt.names) == 64
     assert hybrid.KeywordTables.parse_comment(kt.comment) == hybrid.BUCKETS
     assert hybrid.KeywordTables.parse_comment("someone else's table") is None
+
+
+def test_bulk_write_steps_load_the_same_rows() -> None:
+    kt = hybrid.KeywordTables(table_object("docs"), buckets=8)
+    texts = ["lock lock wait", "wait"]
+    packed = kt.pack(texts)
+    plain = kt.write_steps(["a", "b"], texts, packed)
+    bulk = kt.write_steps(["a", "b"], texts, packed, bulk=True)
+    assert [type(s) for s in bulk[1:]] == [LoadRows, tuple, LoadRows]
+    docs, postings = bulk[1], bulk[3]
+    assert isinstance(docs, LoadRows)
+    assert isinstance(postings, LoadRows)
+    assert (docs.table, docs.columns) == ("docs_kwdocs", ("seg", "slot", "id", "dl"))
+    assert (postings.table, postings.columns) == ("docs_kw", ("bucket", "seg", "postings"))
+    seg = docs.rows[0][0]
+    assert docs.rows == [(seg, 0, "a", 3), (seg, 1, "b", 1)]
+    # The fallback is the plain path's statement: the same rows either way (segment aside).
+    assert isinstance(plain[1], tuple)
+    assert isinstance(plain[3], tuple)
+    assert docs.as_insert()[0] == plain[1][0]
+    assert postings.as_insert()[0] == plain[3][0]
+    assert [r[::2] for r in postings.rows] == [r[::2] for r in plain[3][1]]
+
+
+_AWKWARD = "aZ09_.-/: \t\n\u00a0\u3000\uff21\u6570\u636e\u5e93\u30c6\uac00\u00e9(),'\""
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(), st.text(alphabet=_AWKWARD)))
+def test_chunks_give_the_terms_of_tokenize(text: str) -> None:
+    assert [t for c in chunks(text) for t in chunk_terms(c)] == tokenize(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_the_ascii_pattern_finds_the_same_tokens(text: str) -> None:
+    assert analyzer._ASCII_TOKEN.findall(text) == analyzer._TOKEN.findall(text)
+
+
+def _pack_by_tokenize(kt: hybrid.KeywordTables, texts: list[str]) -> hybrid.Packed:
+    """The textbook analysis: count each text's terms (what pack's chunk cache must equal)."""
+    buckets: dict[int, list[int]] = {}
+    lengths = []
+    for slot, text in enumerate(texts):
+        terms = tokenize(text)
+        lengths.append(len(terms))
+        for term, tf in Counter(terms).items():
+            bucket, key = kt.term_key(term)
+            buckets.setdefault(bucket, []).extend((key, slot, tf, len(terms)))
+    payload = [(b, orjson.dumps(p).decode()) for b, p in sorted(buckets.items())]
+    return hybrid.Packed(lengths, payload)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(st.text(), st.text(alphabet=_AWKWARD)), max_size=6))
+def test_pack_counts_terms_like_tokenize(texts: list[str]) -> None:
+    kt = hybrid.KeywordTables(table_object("docs"), buckets=16)
+    words = ["ER_LOCK_DEADLOCK lock", "lock, lock; wait. v8.5.4", "数据库 数据"]
+    assert kt.pack(words + texts) == _pack_by_tokenize(kt, words + texts)
+    assert kt.pack(words + texts) == _pack_by_tokenize(kt, words + texts)  # cached chunks
