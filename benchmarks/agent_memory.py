@@ -21,7 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from langchain_core.messages import AIMessage, HumanMessage
-from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.base import CheckpointMetadata, empty_checkpoint
 from langgraph.store.base import PutOp
 
 from benchmarks.common import PrecomputedEmbeddings, Row, vectors
@@ -72,7 +72,7 @@ def checkpoint_rows(url: str, steps: int) -> list[Row]:
         conf = {"thread_id": "bench", "checkpoint_ns": ""}
         if state["parent"]:
             conf["checkpoint_id"] = state["parent"]
-        meta = {"source": "loop", "step": i, "parents": {}}
+        meta: CheckpointMetadata = {"source": "loop", "step": i, "parents": {}}
         stored = saver.put({"configurable": conf}, cp, meta, {"messages": version})
         state["parent"] = stored["configurable"]["checkpoint_id"]
 

@@ -155,24 +155,42 @@ def test_unchanged_channel_is_stored_once_for_many_checkpoints(
         }
 
 
-def test_get_tuple_is_one_statement(saver: TiDBSaver, engine: TiDBEngine) -> None:
-    stored = _put(saver, "one", {"a": [1, 2], "b": {"x": "y"}}, {"a": 1, "b": 1})
-    saver.put_writes(stored, [("a", [3])], "t")
+def _sent(engine: TiDBEngine, call: Any) -> tuple[Any, list[str]]:
+    """``call()``'s result and the statements it sent, on either pool of the engine."""
     statements: list[str] = []
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         statements.append(statement)
 
-    sa.event.listen(engine.sync_read, "before_cursor_execute", record)
+    for pool in (engine.sync_read, engine.sync):
+        sa.event.listen(pool, "before_cursor_execute", record)
     try:
-        latest = saver.get_tuple(_config("one"))
-        exact = saver.get_tuple(stored)
+        result = call()
     finally:
-        sa.event.remove(engine.sync_read, "before_cursor_execute", record)
-    assert len(statements) == 2
+        for pool in (engine.sync_read, engine.sync):
+            sa.event.remove(pool, "before_cursor_execute", record)
+    return result, statements
+
+
+def test_get_tuple_is_one_statement(saver: TiDBSaver, engine: TiDBEngine) -> None:
+    """One round trip per get_tuple (latest, by id, missing; no schema check once set up) and
+    three statements per put however many channels it stores (one multi-row INSERT each)."""
+    first = _put(saver, "one", {"a": [0], "b": {"x": 0}}, {"a": 1, "b": 1})
+    values = {"a": [1, 2], "b": {"x": "y"}, "c": ["z"] * 3, "d": "big" * 500}
+    versions = dict.fromkeys(values, 2)
+    stored, sent = _sent(engine, lambda: _put(saver, "one", values, versions, parent=first))
+    assert len(sent) == 3, sent
+    saver.put_writes(stored, [("a", [3])], "t")
+    latest, sent = _sent(engine, lambda: saver.get_tuple(_config("one")))
+    assert len(sent) == 1, sent
+    exact, sent = _sent(engine, lambda: saver.get_tuple(stored))
+    assert len(sent) == 1, sent
+    missing, sent = _sent(engine, lambda: saver.get_tuple(_config("none")))
+    assert len(sent) == 1, sent
     assert latest is not None
     assert exact is not None
-    assert latest.checkpoint["channel_values"] == {"a": [1, 2], "b": {"x": "y"}}
+    assert missing is None
+    assert latest.checkpoint["channel_values"] == values
     assert exact.pending_writes == [("t", "a", [3])]
 
 
