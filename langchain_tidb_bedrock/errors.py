@@ -8,6 +8,7 @@ still catch it, and ``except TiDBBedrockError`` catches them all.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 __all__ = [
     "AnswerStreamError",
@@ -28,6 +29,7 @@ __all__ = [
     "RuntimeConfigError",
     "SourceNameError",
     "TiDBBedrockError",
+    "TiDBConnectionError",
     "TiFlashUnavailableError",
     "UnsupportedModelError",
     "WriteError",
@@ -37,6 +39,20 @@ __all__ = [
 
 class TiDBBedrockError(Exception):
     """Base class of every error this package raises on purpose."""
+
+
+if TYPE_CHECKING:
+    from langchain_tidb_bedrock.db.unavailable import TiDBConnectionError
+
+
+def __getattr__(name: str) -> object:
+    # TiDBConnectionError is also SQLAlchemy's OperationalError: defined with the engine, so that
+    # importing this module (the CLI's start-up) does not load SQLAlchemy.
+    if name == "TiDBConnectionError":
+        from langchain_tidb_bedrock.db.unavailable import TiDBConnectionError
+
+        return TiDBConnectionError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class InvalidInputError(TiDBBedrockError, ValueError):

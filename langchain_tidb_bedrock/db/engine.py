@@ -20,7 +20,7 @@ import asyncio
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
@@ -47,6 +47,7 @@ from langchain_tidb_bedrock.db.runner import (
     drive,
     embed,
 )
+from langchain_tidb_bedrock.db.unavailable import connection_failure
 from langchain_tidb_bedrock.errors import CommitUnknownError, ConnectionConfigError
 
 if TYPE_CHECKING:
@@ -82,6 +83,17 @@ def _read(engine: sa.Engine, request: Read, *, retry: bool = True) -> Rows:
         if retry and _is_disconnect(exc):
             return _read(engine, request, retry=False)
         raise
+
+
+def _raise_named(exc: sa.exc.DBAPIError) -> NoReturn:
+    """Re-raise a driver error, as ``TiDBConnectionError`` when it means no usable connection.
+
+    Called after the one retry; the named error is still an ``OperationalError``.
+    """
+    named = connection_failure(exc)
+    if named is None:
+        raise exc
+    raise named from exc
 
 
 def _local_tidb_url() -> str:
@@ -291,10 +303,13 @@ class TiDBEngine:
         """Execute the operation ``op`` (a generator of requests) with blocking calls."""
 
         def handle(request: Request) -> Any:
-            if isinstance(request, Read):
-                return _read(self.sync_read, request)
-            if isinstance(request, Write):
-                return self._write(request)
+            try:
+                if isinstance(request, Read):
+                    return _read(self.sync_read, request)
+                if isinstance(request, Write):
+                    return self._write(request)
+            except sa.exc.DBAPIError as exc:
+                _raise_named(exc)
             return embed(request, embeddings)
 
         return drive(op, handle)
@@ -337,14 +352,19 @@ class TiDBEngine:
         read_engine, write_engine = await self._engines_for_loop()
 
         async def handle(request: Request) -> Any:
-            if isinstance(request, Read):
-                if self.read_timeout is None:
-                    return await self._aread(read_engine, request)
-                return await asyncio.wait_for(self._aread(read_engine, request), self.read_timeout)
-            if isinstance(request, Write):
-                if self.owns_engine and any(isinstance(s, LoadRows) for s in request.steps):
-                    return await asyncio.to_thread(self._write, request)
-                return await self._awrite(write_engine, request)
+            try:
+                if isinstance(request, Read):
+                    if self.read_timeout is None:
+                        return await self._aread(read_engine, request)
+                    return await asyncio.wait_for(
+                        self._aread(read_engine, request), self.read_timeout
+                    )
+                if isinstance(request, Write):
+                    if self.owns_engine and any(isinstance(s, LoadRows) for s in request.steps):
+                        return await asyncio.to_thread(self._write, request)
+                    return await self._awrite(write_engine, request)
+            except sa.exc.DBAPIError as exc:
+                _raise_named(exc)
             return await aembed(request, embeddings)
 
         return await adrive(op, handle)
