@@ -278,3 +278,54 @@ async def test_aindex_matches_in_memory_record_manager(
         assert got == want, (step, kwargs)
         assert set(await async_manager.alist_keys()) == set(await reference.alist_keys())
         assert ours.count() == ref.count()
+
+
+def test_index_round_trips_per_batch(
+    engine: TiDBEngine,
+    manager: TiDBRecordManager,
+    statements: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """index() costs a fixed number of statements per batch, records and store together."""
+    from langchain_tidb_bedrock.db import bulk
+    from langchain_tidb_bedrock.db import engine as engines
+
+    loads: list[str] = []
+    real = bulk.load_rows
+
+    def spy(conn: Any, table: str, rows: Any, columns: Any = bulk.STORE_COLUMNS) -> int:
+        loads.append(table)
+        return real(conn, table, rows, columns)
+
+    monkeypatch.setattr(engines, "load_rows", spy)
+    store = TiDBVectorStore(
+        DeterministicFakeEmbedding(size=8), engine=engine, table_name=f"t_{uuid.uuid4().hex[:16]}"
+    )
+    docs = [
+        Document(page_content=f"doc {i}", metadata={"source": f"s{i // 10}"}) for i in range(500)
+    ]
+    kwargs: dict[str, Any] = {
+        "cleanup": "incremental",
+        "source_id_key": "source",
+        "batch_size": 100,
+        "key_encoder": "sha256",
+    }
+    try:
+        index(docs[:1], manager, store, **kwargs)  # creates both tables, describes the store's
+        statements.clear()
+        loads.clear()
+        assert index(docs, manager, store, **kwargs)["num_added"] == 499
+        # The clock once; per batch of 100: exists, update, list_keys, and one bulk load.
+        # (The first batch holds the document already indexed: one refresh update more.)
+        per_batch = ["SELECT", "INSERT", "SELECT"]
+        first = ["SELECT", "INSERT", "INSERT", "SELECT"]
+        assert [s.split()[0].upper() for s in statements] == ["SELECT", *first, *per_batch * 4]
+        assert loads == [store.table_name] * 5
+        statements.clear()
+        loads.clear()
+        assert index(docs, manager, store, **kwargs)["num_skipped"] == 500
+        # Unchanged: exists, the refresh update, update, list_keys per batch; nothing stored.
+        assert [s.split()[0].upper() for s in statements] == ["SELECT", *first * 5]
+        assert loads == []
+    finally:
+        store.drop_table()
