@@ -325,7 +325,13 @@ class TiDBVectorStore(BasePydanticVectorStore):
             [node.get_content(metadata_mode=MetadataMode.NONE) for node in chosen],
             [list(node.embedding or ()) for node in chosen],
             [
-                node_to_metadata_dict(node, remove_text=True, flat_metadata=self.flat_metadata)
+                # Dumped from a shallow copy without the vector: the layout drops it anyway,
+                # and dumping its floats was most of the per-node cost of an ingest.
+                node_to_metadata_dict(
+                    node.model_copy(update={"embedding": None}),
+                    remove_text=True,
+                    flat_metadata=self.flat_metadata,
+                )
                 for node in chosen
             ],
         )
