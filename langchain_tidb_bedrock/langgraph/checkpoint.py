@@ -66,6 +66,7 @@ T = TypeVar("T")
 _INLINE_STR = 1024  # longer strings go to the blob table: stored once, not in every checkpoint
 _PAGE = 100  # checkpoints per read while listing
 _PRUNE_STRATEGIES = ("keep_latest", "delete")
+_HEADS = 4096  # (thread, namespace) pairs whose newest checkpoint id is remembered
 
 
 def _inline(value: Any) -> bool:
@@ -153,8 +154,10 @@ class TiDBSaver(TiDBComponent, BaseCheckpointSaver[str]):
     Storage: a channel value is stored once per version and shared by the checkpoints that hold
     it, in 1 MiB chunks, so a value may be as large as one TiDB transaction allows
     (``txn-total-size-limit``, 100 MiB by default), past the 6 MiB per-row limit. A checkpoint
-    read (``get_tuple``) is one statement that reads by primary key only. ``thread_id`` and
-    ``checkpoint_ns`` hold up to 255 characters, channel names and task ids up to 128.
+    read (``get_tuple``) is one statement that reads by primary key only (a second one when
+    another process saved a newer checkpoint of the thread since this saver last saw it).
+    ``thread_id`` and ``checkpoint_ns`` hold up to 255 characters, channel names and task ids
+    up to 128.
     """
 
     def __init__(
@@ -183,6 +186,8 @@ class TiDBSaver(TiDBComponent, BaseCheckpointSaver[str]):
         )
         self.tables = CheckpointTables(table_prefix)
         self._ready = False
+        # Newest checkpoint id seen per (thread, ns): a guess a latest read checks in SQL.
+        self._heads: dict[tuple[str, str], str] = {}
 
     @classmethod
     @contextmanager
@@ -362,27 +367,40 @@ class TiDBSaver(TiDBComponent, BaseCheckpointSaver[str]):
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """The checkpoint named by ``config`` (the latest of its thread and namespace if no id)."""
         rows = self._run(self._op_get(config))
-        return self._one(rows)
+        return self._one(config, rows)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """Async :meth:`get_tuple`."""
         rows = await self._arun(self._op_get(config))
-        return self._one(rows)
+        return self._one(config, rows)
 
     def _op_get(self, config: RunnableConfig) -> Op[Rows]:
         conf = config["configurable"]
-        return op_get(
-            self.tables,
-            str(conf["thread_id"]),
-            str(conf.get("checkpoint_ns", "")),
-            get_checkpoint_id(config),
-        )
+        thread_id, ns = str(conf["thread_id"]), str(conf.get("checkpoint_ns", ""))
+        checkpoint_id = get_checkpoint_id(config)
+        guess = self._heads.get((thread_id, ns)) if checkpoint_id is None else None
+        return op_get(self.tables, thread_id, ns, checkpoint_id, guess=guess)
 
-    def _one(self, rows: Rows) -> CheckpointTuple | None:
+    def _one(self, config: RunnableConfig, rows: Rows) -> CheckpointTuple | None:
         heads = [r for r in rows if r.part == 0]
+        if get_checkpoint_id(config) is None:
+            conf = config["configurable"]
+            key = (str(conf["thread_id"]), str(conf.get("checkpoint_ns", "")))
+            if heads:
+                self._remember(key, heads[0].checkpoint_id, newer_only=False)
+            else:
+                self._heads.pop(key, None)
         if not heads:
             return None
         return self._tuples(heads, [r for r in rows if r.part != 0])[0]
+
+    def _remember(self, key: tuple[str, str], checkpoint_id: str, *, newer_only: bool) -> None:
+        known = self._heads.get(key)
+        if newer_only and known is not None and known >= checkpoint_id:
+            return
+        if len(self._heads) >= _HEADS and key not in self._heads:
+            self._heads.clear()
+        self._heads[key] = checkpoint_id
 
     def list(
         self,
@@ -430,6 +448,7 @@ class TiDBSaver(TiDBComponent, BaseCheckpointSaver[str]):
             config, checkpoint, metadata, new_versions
         )
         self._run(op_put(self.tables, row, blobs, channels))
+        self._remember((row[0], row[1]), row[2], newer_only=True)
         return next_config
 
     async def aput(
@@ -444,6 +463,7 @@ class TiDBSaver(TiDBComponent, BaseCheckpointSaver[str]):
             config, checkpoint, metadata, new_versions
         )
         await self._arun(op_put(self.tables, row, blobs, channels))
+        self._remember((row[0], row[1]), row[2], newer_only=True)
         return next_config
 
     def put_writes(

@@ -241,8 +241,12 @@ def _details(t: CheckpointTables, *, key: Any, with_rows: bool) -> sa.CompoundSe
     return sa.union_all(*parts)
 
 
-def _get_statement(t: CheckpointTables, *, latest: bool) -> sa.CompoundSelect:
-    """The get_tuple read, built once per table set (bound: thread_id, ns, checkpoint_id)."""
+def _get_statement(t: CheckpointTables, *, latest: bool, guard: bool = False) -> sa.CompoundSelect:
+    """The get_tuple read, built once per table set (bound: thread_id, ns, checkpoint_id).
+
+    ``guard`` adds a row (part 3) carrying the namespace's latest checkpoint id, read in the same
+    snapshot, so a read by a guessed id can tell whether the guess was the latest.
+    """
     cp = t.checkpoints
     thread, ns = sa.bindparam("thread_id", type_=sa.String), sa.bindparam("ns", type_=sa.String)
     target: Any
@@ -263,14 +267,38 @@ def _get_statement(t: CheckpointTables, *, latest: bool) -> sa.CompoundSelect:
             table.c.checkpoint_id == target,
         )
 
-    return _details(t, key=key, with_rows=True)
+    stmt = _details(t, key=key, with_rows=True)
+    if not guard:
+        return stmt
+    head = sa.select(*_part(3, checkpoint_id=sa.func.max(cp.c.checkpoint_id))).where(
+        cp.c.thread_id == thread, cp.c.checkpoint_ns == ns
+    )
+    return sa.union_all(*stmt.selects, head)
 
 
-def op_get(t: CheckpointTables, thread_id: str, ns: str, checkpoint_id: str | None) -> Op[Rows]:
-    """The checkpoint (the latest of the namespace when no id), its blobs and writes: one read."""
+def op_get(
+    t: CheckpointTables,
+    thread_id: str,
+    ns: str,
+    checkpoint_id: str | None,
+    *,
+    guess: str | None = None,
+) -> Op[Rows]:
+    """The checkpoint (the latest of the namespace when no id), its blobs and writes: one read.
+
+    For the latest, ``guess`` (the newest id this process saw) is read by key with a guard row
+    holding the true latest id; TiDB then evaluates no subquery per branch while planning (three
+    for the plain latest read). A wrong guess (another writer moved on) costs a second read.
+    """
+    params: dict[str, Any] = {"thread_id": thread_id, "ns": ns, "checkpoint_id": checkpoint_id}
+    if checkpoint_id is None and guess is not None:
+        stmt = t.cached(("get", "guarded"), lambda: _get_statement(t, latest=False, guard=True))
+        rows = yield from read(stmt, {**params, "checkpoint_id": guess})
+        heads = [r.checkpoint_id for r in rows if r.part == 3]
+        if heads and heads[0] == guess:
+            return [r for r in rows if r.part != 3]
     latest = checkpoint_id is None
     stmt = t.cached(("get", latest), lambda: _get_statement(t, latest=latest))
-    params: dict[str, Any] = {"thread_id": thread_id, "ns": ns, "checkpoint_id": checkpoint_id}
     return (yield from read(stmt, params))
 
 

@@ -183,6 +183,7 @@ def test_get_tuple_is_one_statement(saver: TiDBSaver, engine: TiDBEngine) -> Non
     saver.put_writes(stored, [("a", [3])], "t")
     latest, sent = _sent(engine, lambda: saver.get_tuple(_config("one")))
     assert len(sent) == 1, sent
+    assert sent[0].lower().count("max(") == 1  # by the id it saved, checked by one guard row
     exact, sent = _sent(engine, lambda: saver.get_tuple(stored))
     assert len(sent) == 1, sent
     missing, sent = _sent(engine, lambda: saver.get_tuple(_config("none")))
@@ -192,6 +193,33 @@ def test_get_tuple_is_one_statement(saver: TiDBSaver, engine: TiDBEngine) -> Non
     assert missing is None
     assert latest.checkpoint["channel_values"] == values
     assert exact.pending_writes == [("t", "a", [3])]
+
+
+def test_latest_read_by_a_remembered_id_sees_other_writers(
+    saver: TiDBSaver, engine: TiDBEngine, prefix: str
+) -> None:
+    """A saver reads the latest by the newest id it saw; another process's newer checkpoint or a
+    deleted thread is caught by the guard row in the same statement, and read again."""
+    other = TiDBSaver(engine=engine, table_prefix=prefix)
+    first = _put(saver, "shared-head", {"a": [1]}, {"a": 1})
+    assert saver.get_tuple(_config("shared-head")) is not None
+    newer = _put(other, "shared-head", {"a": [2]}, {"a": 2}, parent=first)
+    latest, sent = _sent(engine, lambda: saver.get_tuple(_config("shared-head")))
+    assert latest is not None
+    assert latest.config == newer
+    assert latest.checkpoint["channel_values"] == {"a": [2]}
+    assert len(sent) == 2, sent  # the guess missed: read again by the subquery
+    again, sent = _sent(engine, lambda: saver.get_tuple(_config("shared-head")))
+    assert again is not None
+    assert again.config == newer
+    assert len(sent) == 1, sent
+    sub = generate_checkpoint(channel_values={"a": [0]}, channel_versions={"a": 3})
+    saver.put(_config("shared-head", ns="sub"), sub, generate_metadata(), {"a": 3})
+    assert saver.get_tuple(_config("shared-head", ns="sub")) is not None
+    assert saver.get_tuple(_config("shared-head")).config == newer  # type: ignore[union-attr]
+    other.delete_thread("shared-head")
+    assert saver.get_tuple(_config("shared-head")) is None
+    assert saver.get_tuple(_config("shared-head", ns="sub")) is None
 
 
 def test_get_tuple_reads_blobs_by_key_not_by_scan(saver: TiDBSaver, engine: TiDBEngine) -> None:
