@@ -4,6 +4,7 @@
   checkpoint (a message list that grows by two messages a step) against the floor, one raw
   statement each on a plain SQLAlchemy connection doing the same serializer work: serialize the
   same message list then INSERT it; SELECT it by key then deserialize it.
+- Calls alternate between ours and the floor, so the shared machine's load falls on both alike.
 - Store search: ``TiDBStore.search(query=...)`` over N items (one embedded field each) against
   ``TiDBVectorStore.similarity_search`` over the same N texts and vectors (exact kNN both).
 
@@ -35,15 +36,22 @@ CHECKPOINT_TARGET = 1.5
 SEARCH_TARGET = 1.2
 
 
-def _p50(fn: Callable[[], Any], n: int, warmup: int = WARMUP) -> float:
+def _p50_pair(
+    ours: Callable[[], Any], theirs: Callable[[], Any], n: int, warmup: int = WARMUP
+) -> tuple[float, float]:
+    """p50 ms of each, calls alternating (in turn first) so the shared machine's load swings
+    fall on both alike."""
     for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+        ours()
+        theirs()
+    times: tuple[list[float], list[float]] = ([], [])
+    for i in range(n):
+        order = ((0, ours), (1, theirs)) if i % 2 == 0 else ((1, theirs), (0, ours))
+        for side, fn in order:
+            start = time.perf_counter()
+            fn()
+            times[side].append(time.perf_counter() - start)
+    return statistics.median(times[0]) * 1000, statistics.median(times[1]) * 1000
 
 
 def _messages(steps: int) -> list[Any]:
@@ -79,10 +87,6 @@ def checkpoint_rows(url: str, steps: int) -> list[Row]:
     def get() -> None:
         assert saver.get_tuple({"configurable": {"thread_id": "bench", "checkpoint_ns": ""}})
 
-    put_ms = _p50(put, steps)
-    held = state["n"]  # messages in the checkpoint get_tuple reads: 2 per put
-    get_ms = _p50(get, steps)
-
     # The floor: the same bytes, one statement each, on a plain connection.
     plain = sa.create_engine(url)
     raw = f"{prefix}raw"
@@ -102,14 +106,15 @@ def checkpoint_rows(url: str, steps: int) -> list[Row]:
             )
             conn.commit()
 
+        put_ms, raw_put_ms = _p50_pair(put, raw_put, steps)
+        held = state["n"]  # messages in the checkpoint get_tuple reads: 2 per put
         key = f"k{held}"
 
         def raw_get() -> None:
             row = conn.exec_driver_sql(f"SELECT v, m FROM `{raw}` WHERE k = %s", (key,)).one()
             saver.serde.loads_typed(("msgpack", row[0]))
 
-        raw_put_ms = _p50(raw_put, steps)
-        raw_get_ms = _p50(raw_get, steps)
+        get_ms, raw_get_ms = _p50_pair(get, raw_get, steps)
     with plain.begin() as conn:
         names = ["checkpoints", "checkpoint_blobs", "checkpoint_channels", "checkpoint_writes"]
         conn.exec_driver_sql(
@@ -177,8 +182,7 @@ def search_row(url: str, items: int, queries: int) -> Row:
         counter["theirs"] += 1
         vs.similarity_search(asks[counter["theirs"] % queries], k=10)
 
-    ours = _p50(ours_once, queries)
-    theirs = _p50(theirs_once, queries)
+    ours, theirs = _p50_pair(ours_once, theirs_once, queries)
     with sa.create_engine(url).begin() as conn:
         conn.exec_driver_sql(f"DROP TABLE `{prefix}store`, `{prefix}store_vectors`, `{prefix}vs`")
     engine.close()
