@@ -129,6 +129,7 @@ def silent_metadata(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         server.server_close()
 
 
+@pytest.mark.enable_socket  # its own metadata endpoint on 127.0.0.1 (`make unit` blocks sockets)
 @pytest.mark.usefixtures("no_credentials")
 def test_no_credentials_is_quick_and_names_the_fix(
     monkeypatch: pytest.MonkeyPatch, silent_metadata: list[str]
