@@ -2,8 +2,9 @@
 
 Reads skip expired rows (``expires_at`` passed; TiDB's TTL job deletes them later). A read that
 refreshes TTLs writes the new expiry in its own short transaction. Search ranks by vector
-distance in SQL: exactly (every vector of the matching items) or, with an HNSW index, over the
-index's nearest candidates, widened until the page is full.
+distance in SQL: exactly (without a value filter, the nearest vectors first and then their items;
+with one, every vector of the matching items) or, with an HNSW index, over the index's nearest
+candidates, widened until the page is full.
 """
 
 from __future__ import annotations
