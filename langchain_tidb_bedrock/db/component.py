@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine
 from typing_extensions import Self
 
 from langchain_tidb_bedrock.db.engine import TiDBEngine
@@ -22,6 +21,7 @@ from langchain_tidb_bedrock.errors import ConnectionConfigError, InvalidInputErr
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = [
     "TiDBComponent",

@@ -12,14 +12,17 @@ import os
 import ssl
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from langchain_tidb_bedrock.db import bulk
 from langchain_tidb_bedrock.errors import ConnectionConfigError
+
+if TYPE_CHECKING:
+    # At run time only where an async engine is made: sqlalchemy.ext.asyncio loads the ORM.
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = [
     "ConnectionConfigError",
@@ -302,6 +305,8 @@ def create_engine_async(
     TLS, when asked for, is required as on the sync path: aiomysql alone would fall back to
     plaintext (and send the credentials) when the server offers no TLS.
     """
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     _aiomysql_binds_bytes()  # every component that binds bytes on the async path needs it
     u, kwargs = async_engine_kwargs(url, engine_args, tls=tls, ca_path=ca_path)
     if autocommit:

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
 from langchain_tidb_bedrock.db.bulk import LoadRows, load_rows, supports_load_data
@@ -52,6 +51,7 @@ from langchain_tidb_bedrock.errors import CommitUnknownError, ConnectionConfigEr
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["DEFAULT_TIMEOUT", "NOT_CONFIGURED", "TiDBEngine"]
 

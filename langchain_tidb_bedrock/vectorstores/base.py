@@ -14,7 +14,6 @@ import sqlalchemy as sa
 from langchain_core.documents import Document
 from langchain_core.vectorstores import VectorStore
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from langchain_tidb_bedrock.db.component import TiDBComponent
 from langchain_tidb_bedrock.db.connection import redact
@@ -30,6 +29,7 @@ from langchain_tidb_bedrock.vectorstores.writes import Writer
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["TiDBVectorStore"]
 

@@ -69,7 +69,16 @@ def test_local_exports() -> None:
 
 
 # langsmith.run_trees is not listed: langchain-core's VectorStore base class imports it itself.
-_HEAVY = ("boto3", "botocore", "langchain_aws", "langchain_text_splitters", "langgraph")
+# sqlalchemy.ext.asyncio loads the ORM: only a store's first async call needs it.
+_HEAVY = (
+    "boto3",
+    "botocore",
+    "langchain_aws",
+    "langchain_text_splitters",
+    "langgraph",
+    "sqlalchemy.ext.asyncio",
+    "sqlalchemy.orm",
+)
 
 
 def test_store_import_pulls_in_no_aws_or_splitters() -> None:
