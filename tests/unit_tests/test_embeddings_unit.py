@@ -254,3 +254,25 @@ def test_adaptive_limiter_bounds_and_aimd() -> None:
     for _ in range(100):  # ...and successes grow it back up to the maximum
         limiter.release("ok", limiter.acquire())
     assert limiter.limit == 8
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b'{"embedding": [0.6, 0.8]}', None),
+        (b'{"embedding": [0, 1]}', None),  # JSON integers are numbers
+        (b'{"embedding": [0.6, true]}', "values that are not numbers"),
+        (b'{"embedding": [0.6, "0.8"]}', "values that are not numbers"),
+        (b'{"embedding": [0.6, null]}', "values that are not numbers"),
+        (b'{"embedding": [0.6, [0.8]]}', "values that are not numbers"),
+        # orjson refuses NaN: the body is read again with json, so the check names it.
+        (b'{"embedding": [0.6, NaN]}', "values that are not finite (NaN or infinity)"),
+        (b'{"embedding": [0.6, 0.7]}', "L2 norm 0.921954, expected 1 (normalize=True)"),
+        (b'{"embedding": [0.6, 0.8, 0.0]}', "3 dimensions, expected 2"),
+    ],
+)
+def test_a_titan_answer_is_parsed_and_checked(body: bytes, problem: str | None) -> None:
+    from langchain_tidb_bedrock.embeddings.titan import _loads, vector_problem
+
+    vector = _loads(body)["embedding"]
+    assert vector_problem(vector, 2, normalized=True) == problem
