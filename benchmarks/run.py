@@ -37,6 +37,8 @@ SIZES = {
         "filter_queries": 30,
         "quality_docs": 20_000,
         "quality_queries": 100,
+        "rerank_docs": 2_000,
+        "rerank_questions": 40,
         "agent_steps": 200,
         "agent_items": 10_000,
         "agent_queries": 100,
@@ -64,6 +66,8 @@ SIZES = {
         "filter_queries": 3,
         "quality_docs": 600,
         "quality_queries": 10,
+        "rerank_docs": 200,
+        "rerank_questions": 4,
         "agent_steps": 20,
         "agent_items": 500,
         "agent_queries": 10,
@@ -97,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         nargs="*",
         default=None,
         help="subset: ingest search embed e2e network async_ingest scale memory indexing cache "
-        "chat filters quality agent_memory startup llama_index",
+        "chat filters quality agent_memory startup llama_index rerank",
     )
     args = parser.parse_args(argv)
     logging.getLogger("langchain_tidb_bedrock").setLevel(logging.ERROR)  # "exact kNN" notices
@@ -105,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     everything = [
         "ingest", "search", "embed", "e2e", "network", "async_ingest", "scale", "memory",
         "indexing", "cache", "chat", "filters", "quality", "agent_memory", "startup",
-        "llama_index",
+        "llama_index", "rerank",
     ]  # fmt: skip
     wanted = set(args.only or everything)
     rows: list[Row] = []
@@ -183,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks import startup
 
             rows.append(startup.startup_row(tidb.url, size["startup_runs"]))
+            print_table(rows[-1:])
+        if "rerank" in wanted:
+            from benchmarks import rerank
+
+            rows.append(rerank.rerank_row(tidb.url, size["rerank_docs"], size["rerank_questions"]))
             print_table(rows[-1:])
         if "llama_index" in wanted:
             from benchmarks import llamaindex_rows

@@ -141,3 +141,15 @@ def test_llama_index_rows_smoke(tidb_url: str) -> None:
     finally:
         engine.dispose()
     assert left == [], "the llama_index benchmark left its tables behind"
+
+
+@pytest.mark.timeout(600)
+def test_rerank_row_smoke(tidb_url: str) -> None:
+    from benchmarks import rerank
+
+    row = rerank.rerank_row(tidb_url, SMOKE["rerank_docs"], SMOKE["rerank_questions"])
+    _check(row)
+    assert row.met is not None
+    # Counted, not timed: rerank adds exactly one Rerank call per question and nothing else.
+    assert "rerank {'ConverseStream': 1.0, 'InvokeModel': 1.0, 'Rerank': 1.0}" in row.notes
+    assert "without {'ConverseStream': 1.0, 'InvokeModel': 1.0}" in row.notes
