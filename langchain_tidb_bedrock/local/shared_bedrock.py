@@ -30,6 +30,9 @@ from langchain_tidb_bedrock.local.shared_server import (
     _locked,
     _me,
     _terminate,
+    join,
+    leave,
+    write_record,
 )
 
 __all__ = ["LocalBedrockLease", "acquire_local_bedrock"]
@@ -75,9 +78,7 @@ class _Record:
             return None
 
     def write(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.__dict__))
-        tmp.replace(path)
+        write_record(path, self.__dict__)
 
 
 @dataclass
@@ -102,24 +103,15 @@ class LocalBedrockLease:
 
     def release(self) -> bool:
         """Leave; stop the server if no other command uses it. Returns whether it stopped."""
-        registry = self.data_dir / REGISTRY_NAME
-        with _locked(self.data_dir, _LOCK_WAIT, LOCK_NAME):
-            record = _Record.read(registry)
-            if record is None or not record.server.startswith(f"{self.pid}:"):
-                return False  # someone else already replaced or stopped it
-            users = [u for u in record.users if _alive(u)]
-            if self._me in users:
-                users.remove(self._me)
-            if users:
-                record.users = users
-                record.write(registry)
-                return False
-            _terminate(self.pid, record.server)
+
+        def stop(identity: str) -> None:
+            _terminate(self.pid, identity)
             if self._process is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self._process.wait(timeout=5)
-            registry.unlink(missing_ok=True)
-            return True
+
+        with _locked(self.data_dir, _LOCK_WAIT, LOCK_NAME):
+            return leave(self.data_dir / REGISTRY_NAME, _Record.read, self.pid, self._me, stop)
 
 
 def _start(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -178,10 +170,8 @@ def acquire_local_bedrock(data_dir: Path) -> LocalBedrockLease:
         if record is not None:
             pid = int(record.server.split(":", 1)[0])
             if _alive(record.server) and _answers(record.url):
-                users = [u for u in record.users if _alive(u)]
-                record.users = [*users, me]
-                record.write(registry)
-                return LocalBedrockLease(record.url, pid, False, len(users), data_dir, me)
+                others = join(record, registry, me)
+                return LocalBedrockLease(record.url, pid, False, others, data_dir, me)
             if _alive(record.server):  # ours but not answering: replace it
                 _terminate(pid, record.server)
             registry.unlink(missing_ok=True)

@@ -21,10 +21,10 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from langchain_tidb_bedrock.errors import RuntimeConfigError
 
@@ -139,9 +139,57 @@ class _Record:
             return None
 
     def write(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.__dict__))
-        tmp.replace(path)
+        write_record(path, self.__dict__)
+
+
+def write_record(path: Path, data: dict[str, Any]) -> None:
+    """Replace a registry file whole (a reader never sees half of it)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+
+
+class _Shared(Protocol):
+    """What every registry record has: the server's identity and the commands using it."""
+
+    server: str
+    users: list[str]
+
+    def write(self, path: Path) -> None: ...
+
+
+def join(record: _Shared, registry: Path, me: str) -> int:
+    """Add ``me`` to a live server's users (dropping dead ones); how many others use it."""
+    users = [u for u in record.users if _alive(u)]
+    record.users = [*users, me]
+    record.write(registry)
+    return len(users)
+
+
+def leave(
+    registry: Path,
+    read: Callable[[Path], _Shared | None],
+    pid: int,
+    me: str,
+    stop: Callable[[str], None],
+) -> bool:
+    """Remove ``me`` from the users of server ``pid``, under the caller's lock.
+
+    The last user out calls ``stop(identity)`` and removes the record. Returns whether it stopped.
+    """
+    record = read(registry)
+    if record is None or not record.server.startswith(f"{pid}:"):
+        return False  # someone else already replaced or stopped it
+    users = [u for u in record.users if _alive(u)]
+    if me in users:
+        users.remove(me)
+    if users:
+        record.users = users
+        record.write(registry)
+        return False
+    stop(record.server)
+    registry.unlink(missing_ok=True)
+    return True
 
 
 @contextlib.contextmanager
@@ -189,24 +237,15 @@ class LocalServerLease:
 
     def release(self) -> bool:
         """Leave; stop the server if no other command uses it. Returns whether it stopped."""
-        registry = self.data_dir / REGISTRY_NAME
-        with _locked(self.data_dir, _LOCK_WAIT):
-            record = _Record.read(registry)
-            if record is None or not record.server.startswith(f"{self.pid}:"):
-                return False  # someone else already replaced or stopped it
-            users = [u for u in record.users if _alive(u)]
-            if self._me in users:
-                users.remove(self._me)
-            if users:
-                record.users = users
-                record.write(registry)
-                return False
+
+        def stop(identity: str) -> None:
             if self._server is not None:
                 self._server.stop()
             else:
-                _terminate(self.pid, record.server)
-            registry.unlink(missing_ok=True)
-            return True
+                _terminate(self.pid, identity)
+
+        with _locked(self.data_dir, _LOCK_WAIT):
+            return leave(self.data_dir / REGISTRY_NAME, _Record.read, self.pid, self._me, stop)
 
 
 def _me() -> str:
@@ -229,11 +268,9 @@ def acquire_local_tidb(data_dir: Path) -> LocalServerLease:
         if record is not None:
             pid = int(record.server.split(":", 1)[0])
             if _alive(record.server) and _answers(record.port):
-                users = [u for u in record.users if _alive(u)]
-                record.users = [*users, me]
-                record.write(registry)
+                others = join(record, registry, me)
                 url = LocalTiDB(port=record.port, status_port=record.status_port).url
-                return LocalServerLease(url, pid, False, len(users), data_dir, me)
+                return LocalServerLease(url, pid, False, others, data_dir, me)
             if _alive(record.server):  # running but not answering: it holds the data lock
                 _terminate(pid, record.server)
             registry.unlink(missing_ok=True)
