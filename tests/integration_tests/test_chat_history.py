@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from helpers.statements import recorded
 from langchain_core.messages import (
     AIMessage,
     BaseMessage,
@@ -69,16 +70,8 @@ def _exists(tidb_engine: sa.Engine, table: str) -> bool:
 @pytest.fixture
 def statements(engine: TiDBEngine) -> Iterator[list[str]]:
     """SQL sent on the engine's pools (reads and writes) during the test."""
-    seen: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    for pool in (engine.sync, engine.sync_read):
-        sa.event.listen(pool, "before_cursor_execute", record)
-    yield seen
-    for pool in (engine.sync, engine.sync_read):
-        sa.event.remove(pool, "before_cursor_execute", record)
+    with recorded(engine) as seen:
+        yield seen
 
 
 # ---------------------------------------------------------------------- basics

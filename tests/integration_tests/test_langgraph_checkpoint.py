@@ -15,6 +15,7 @@ from typing import Any, TypedDict
 
 import pytest
 import sqlalchemy as sa
+from helpers.statements import sent_by
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.conformance.test_utils import generate_checkpoint, generate_metadata
@@ -155,38 +156,21 @@ def test_unchanged_channel_is_stored_once_for_many_checkpoints(
         }
 
 
-def _sent(engine: TiDBEngine, call: Any) -> tuple[Any, list[str]]:
-    """``call()``'s result and the statements it sent, on either pool of the engine."""
-    statements: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
-    for pool in (engine.sync_read, engine.sync):
-        sa.event.listen(pool, "before_cursor_execute", record)
-    try:
-        result = call()
-    finally:
-        for pool in (engine.sync_read, engine.sync):
-            sa.event.remove(pool, "before_cursor_execute", record)
-    return result, statements
-
-
 def test_get_tuple_is_one_statement(saver: TiDBSaver, engine: TiDBEngine) -> None:
     """One round trip per get_tuple (latest, by id, missing; no schema check once set up) and
     three statements per put however many channels it stores (one multi-row INSERT each)."""
     first = _put(saver, "one", {"a": [0], "b": {"x": 0}}, {"a": 1, "b": 1})
     values = {"a": [1, 2], "b": {"x": "y"}, "c": ["z"] * 3, "d": "big" * 500}
     versions = dict.fromkeys(values, 2)
-    stored, sent = _sent(engine, lambda: _put(saver, "one", values, versions, parent=first))
+    stored, sent = sent_by(engine, lambda: _put(saver, "one", values, versions, parent=first))
     assert len(sent) == 3, sent
     saver.put_writes(stored, [("a", [3])], "t")
-    latest, sent = _sent(engine, lambda: saver.get_tuple(_config("one")))
+    latest, sent = sent_by(engine, lambda: saver.get_tuple(_config("one")))
     assert len(sent) == 1, sent
     assert sent[0].lower().count("max(") == 1  # by the id it saved, checked by one guard row
-    exact, sent = _sent(engine, lambda: saver.get_tuple(stored))
+    exact, sent = sent_by(engine, lambda: saver.get_tuple(stored))
     assert len(sent) == 1, sent
-    missing, sent = _sent(engine, lambda: saver.get_tuple(_config("none")))
+    missing, sent = sent_by(engine, lambda: saver.get_tuple(_config("none")))
     assert len(sent) == 1, sent
     assert latest is not None
     assert exact is not None
@@ -204,12 +188,12 @@ def test_latest_read_by_a_remembered_id_sees_other_writers(
     first = _put(saver, "shared-head", {"a": [1]}, {"a": 1})
     assert saver.get_tuple(_config("shared-head")) is not None
     newer = _put(other, "shared-head", {"a": [2]}, {"a": 2}, parent=first)
-    latest, sent = _sent(engine, lambda: saver.get_tuple(_config("shared-head")))
+    latest, sent = sent_by(engine, lambda: saver.get_tuple(_config("shared-head")))
     assert latest is not None
     assert latest.config == newer
     assert latest.checkpoint["channel_values"] == {"a": [2]}
     assert len(sent) == 2, sent  # the guess missed: read again by the subquery
-    again, sent = _sent(engine, lambda: saver.get_tuple(_config("shared-head")))
+    again, sent = sent_by(engine, lambda: saver.get_tuple(_config("shared-head")))
     assert again is not None
     assert again.config == newer
     assert len(sent) == 1, sent

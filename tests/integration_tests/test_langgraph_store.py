@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from helpers.statements import sent_by
 from langchain_core.embeddings import Embeddings
 from langgraph.store.base import GetOp, Item, ListNamespacesOp, MatchCondition, PutOp, SearchOp
 from langgraph.store.memory import InMemoryStore
@@ -541,23 +542,6 @@ def test_vectors_expire_with_their_item(
     assert same == 1
 
 
-def _statements(engine: TiDBEngine, call: Any) -> tuple[Any, list[str]]:
-    """``call()``'s result and every statement it sent, on either pool of the engine."""
-    sent: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        sent.append(statement)
-
-    for pool in (engine.sync_read, engine.sync):
-        sa.event.listen(pool, "before_cursor_execute", record)
-    try:
-        result = call()
-    finally:
-        for pool in (engine.sync_read, engine.sync):
-            sa.event.remove(pool, "before_cursor_execute", record)
-    return result, sent
-
-
 def test_search_is_one_statement(engine: TiDBEngine, prefix: str) -> None:
     """A search is one round trip: with a query (nearest vectors first), with a query and a
     filter (the grouped exact statement), and without a query; a regression to more fails."""
@@ -565,21 +549,21 @@ def test_search_is_one_statement(engine: TiDBEngine, prefix: str) -> None:
     for i in range(30):
         store.put(("docs", f"g{i % 3}"), f"d{i}", {"text": f"document {i} on topic {i % 7}"})
     store.search(("docs",), query="warm up")  # the tables are checked once, on first use
-    hits, sent = _statements(engine, lambda: store.search(("docs",), query="topic 3", limit=5))
+    hits, sent = sent_by(engine, lambda: store.search(("docs",), query="topic 3", limit=5))
     assert len(hits) == 5
     assert len(sent) == 1, sent
     assert "GROUP BY" not in sent[0]  # ranks the vectors table alone, then joins the items
-    page, sent = _statements(
+    page, sent = sent_by(
         engine, lambda: store.search(("docs",), query="topic 3", limit=2, offset=3)
     )
     assert [h.key for h in page] == [h.key for h in hits[3:5]]
     assert len(sent) == 1, sent
-    filtered, sent = _statements(
+    filtered, sent = sent_by(
         engine, lambda: store.search(("docs", "g1"), query="topic 3", filter={"text": {"$ne": ""}})
     )
     assert filtered
     assert len(sent) == 1, sent
-    recent, sent = _statements(engine, lambda: store.search(("docs",), limit=3))
+    recent, sent = sent_by(engine, lambda: store.search(("docs",), limit=3))
     assert len(recent) == 3
     assert len(sent) == 1, sent
 
@@ -604,7 +588,7 @@ def test_nearest_vectors_first_matches_the_grouped_statement(
     rounds = []
     for labels in [("t",), ("t", "g1"), ()]:
         for query in ["dddddd", "eeeeee 2", "nnnnnn", "xxxx"]:
-            hits, sent = _statements(engine, partial(store.search, labels, query=query, limit=4))
+            hits, sent = sent_by(engine, partial(store.search, labels, query=query, limit=4))
             got = [(h.namespace, h.key, round(h.score or 0, 6)) for h in hits]
             assert got == _exact(store, labels, query, 4)
             assert len(got) == 4
