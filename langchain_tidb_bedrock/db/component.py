@@ -17,6 +17,7 @@ from typing_extensions import Self
 
 from langchain_tidb_bedrock.db.engine import TiDBEngine
 from langchain_tidb_bedrock.db.runner import Op
+from langchain_tidb_bedrock.db.unavailable import driver_code
 from langchain_tidb_bedrock.errors import ConnectionConfigError, InvalidInputError
 
 if TYPE_CHECKING:
@@ -39,9 +40,7 @@ T = TypeVar("T")
 
 def db_error_code(exc: BaseException) -> int | None:
     """The server's error number behind a driver error (e.g. 1146 for a missing table)."""
-    orig = getattr(exc, "orig", None)
-    args = getattr(orig, "args", ())
-    return args[0] if args and isinstance(args[0], int) else None
+    return driver_code(getattr(exc, "orig", None))
 
 
 def is_missing_table(exc: BaseException) -> bool:

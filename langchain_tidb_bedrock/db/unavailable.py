@@ -19,7 +19,8 @@ from langchain_tidb_bedrock.errors import TiDBBedrockError
 _CONNECTION_CODES = frozenset({2002, 2003, 2006, 2013, 2026, 2055})
 
 
-def _code(orig: BaseException | None) -> int | None:
+def driver_code(orig: BaseException | None) -> int | None:
+    """The MySQL error number a driver exception carries (``(code, message)`` args), if any."""
     args = getattr(orig, "args", ())
     return args[0] if args and isinstance(args[0], int) else None
 
@@ -29,7 +30,7 @@ def _tls_failure(exc: BaseException) -> bool:
     for _ in range(10):  # the chain is short; the bound guards against cycles
         if seen is None:
             return False
-        if isinstance(seen, ssl.SSLError) or _code(seen) == 2026:
+        if isinstance(seen, ssl.SSLError) or driver_code(seen) == 2026:
             return True
         seen = getattr(seen, "orig", None) or seen.__cause__ or seen.__context__
     return False
@@ -57,7 +58,7 @@ class TiDBConnectionError(TiDBBedrockError, sa.exc.OperationalError):
         )
 
     def __str__(self) -> str:
-        code = _code(self.orig)
+        code = driver_code(self.orig)
         args: tuple[Any, ...] = tuple(getattr(self.orig, "args", ()))
         detail = str(args[1]) if len(args) > 1 else str(self.orig)
         said = f"client error {code}: {detail}" if code is not None else detail
@@ -76,6 +77,6 @@ def connection_failure(exc: BaseException) -> TiDBConnectionError | None:
     """The named error when ``exc`` means "no usable connection to TiDB", else None."""
     if not isinstance(exc, sa.exc.DBAPIError) or isinstance(exc, TiDBConnectionError):
         return None
-    if exc.connection_invalidated or _code(exc.orig) in _CONNECTION_CODES:
+    if exc.connection_invalidated or driver_code(exc.orig) in _CONNECTION_CODES:
         return TiDBConnectionError.from_error(exc)
     return None
