@@ -7,7 +7,7 @@ This module owns the serializer: it turns checkpoints and writes into rows (and 
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -33,6 +33,7 @@ from langchain_tidb_bedrock.db.runner import Op, Rows
 from langchain_tidb_bedrock.errors import InvalidInputError
 from langchain_tidb_bedrock.langgraph._keys import check_key
 from langchain_tidb_bedrock.langgraph.checkpoint_ops import (
+    Head,
     Key,
     op_copy_thread,
     op_delete_for_runs,
@@ -77,6 +78,33 @@ def _inline(value: Any) -> bool:
 
 def _chunks(data: bytes) -> list[bytes]:
     return [data[i : i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES)] or [b""]
+
+
+def _chunk_counts(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """Chunks per (channel, version), from one (channel, version) per chunk row."""
+    counts: dict[tuple[str, str], int] = {}
+    for pair in pairs:
+        counts[pair] = counts.get(pair, 0) + 1
+    return counts
+
+
+def _head(
+    checkpoint_id: str,
+    blobs: list[tuple[Any, ...]],
+    channels: list[tuple[Any, ...]],
+    known: Head | None,
+) -> Head | None:
+    """A stored checkpoint's id and each blob it holds as (channel, version, chunk count).
+
+    None when it holds a blob an earlier put stored that the ``known`` head does not list.
+    """
+    chunks = _chunk_counts((b[2], b[3]) for b in blobs)
+    for channel, version, n in known[1] if known else ():
+        chunks.setdefault((channel, version), n)
+    held = sorted((c[3], c[4]) for c in channels)
+    if any(pair not in chunks for pair in held):
+        return None
+    return checkpoint_id, tuple((c, v, chunks[(c, v)]) for c, v in held)
 
 
 def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
@@ -186,8 +214,9 @@ class TiDBSaver(TiDBComponent, BaseCheckpointSaver[str]):
         )
         self.tables = CheckpointTables(table_prefix)
         self._ready = False
-        # Newest checkpoint id seen per (thread, ns): a guess a latest read checks in SQL.
-        self._heads: dict[tuple[str, str], str] = {}
+        # Newest checkpoint seen per (thread, ns), with its blob keys: a latest read reads it by
+        # key and checks in the same statement that it still holds.
+        self._heads: dict[tuple[str, str], Head] = {}
 
     @classmethod
     @contextmanager
@@ -378,8 +407,8 @@ class TiDBSaver(TiDBComponent, BaseCheckpointSaver[str]):
         conf = config["configurable"]
         thread_id, ns = str(conf["thread_id"]), str(conf.get("checkpoint_ns", ""))
         checkpoint_id = get_checkpoint_id(config)
-        guess = self._heads.get((thread_id, ns)) if checkpoint_id is None else None
-        return op_get(self.tables, thread_id, ns, checkpoint_id, guess=guess)
+        head = self._heads.get((thread_id, ns)) if checkpoint_id is None else None
+        return op_get(self.tables, thread_id, ns, checkpoint_id, head=head)
 
     def _one(self, config: RunnableConfig, rows: Rows) -> CheckpointTuple | None:
         heads = [r for r in rows if r.part == 0]
@@ -387,20 +416,36 @@ class TiDBSaver(TiDBComponent, BaseCheckpointSaver[str]):
             conf = config["configurable"]
             key = (str(conf["thread_id"]), str(conf.get("checkpoint_ns", "")))
             if heads:
-                self._remember(key, heads[0].checkpoint_id, newer_only=False)
+                chunks = _chunk_counts((r.channel, r.version) for r in rows if r.part == 1)
+                keys = tuple(sorted((c, v, n) for (c, v), n in chunks.items()))
+                self._keep(key, (heads[0].checkpoint_id, keys))
             else:
                 self._heads.pop(key, None)
         if not heads:
             return None
         return self._tuples(heads, [r for r in rows if r.part != 0])[0]
 
-    def _remember(self, key: tuple[str, str], checkpoint_id: str, *, newer_only: bool) -> None:
+    def _remember(
+        self,
+        key: tuple[str, str],
+        checkpoint_id: str,
+        blobs: list[tuple[Any, ...]],
+        channels: list[tuple[Any, ...]],
+    ) -> None:
+        """After a put: the stored checkpoint is the head if it is the newest this saver saw."""
         known = self._heads.get(key)
-        if newer_only and known is not None and known >= checkpoint_id:
+        if known is not None and known[0] >= checkpoint_id:
             return
+        head = _head(checkpoint_id, blobs, channels, known)
+        if head is None:
+            self._heads.pop(key, None)  # the next latest read finds the head and its keys
+        else:
+            self._keep(key, head)
+
+    def _keep(self, key: tuple[str, str], head: Head) -> None:
         if len(self._heads) >= _HEADS and key not in self._heads:
             self._heads.clear()
-        self._heads[key] = checkpoint_id
+        self._heads[key] = head
 
     def list(
         self,
@@ -448,7 +493,7 @@ class TiDBSaver(TiDBComponent, BaseCheckpointSaver[str]):
             config, checkpoint, metadata, new_versions
         )
         self._run(op_put(self.tables, row, blobs, channels))
-        self._remember((row[0], row[1]), row[2], newer_only=True)
+        self._remember((row[0], row[1]), row[2], blobs, channels)
         return next_config
 
     async def aput(
@@ -463,7 +508,7 @@ class TiDBSaver(TiDBComponent, BaseCheckpointSaver[str]):
             config, checkpoint, metadata, new_versions
         )
         await self._arun(op_put(self.tables, row, blobs, channels))
-        self._remember((row[0], row[1]), row[2], newer_only=True)
+        self._remember((row[0], row[1]), row[2], blobs, channels)
         return next_config
 
     def put_writes(

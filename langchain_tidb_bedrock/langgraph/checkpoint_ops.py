@@ -5,11 +5,14 @@ decide which statements run, in which transaction, and how reads are shaped:
 
 - a checkpoint read is one statement (``UNION ALL`` of the checkpoint row, its blobs joined by
   primary key through ``checkpoint_channels``, and its pending writes), so it sees one snapshot;
+  the latest read by a remembered head reads its blobs by their whole primary keys instead of
+  the join, and checks in the same statement that the head and its keys still hold;
 - every write of one call is one transaction, retried on a deadlock or write conflict.
 """
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,9 +22,12 @@ from sqlalchemy.dialects.mysql import insert
 from langchain_tidb_bedrock.db.identifiers import quote_identifier
 from langchain_tidb_bedrock.db.runner import Op, Rows, WriteStep, read, write
 from langchain_tidb_bedrock.langgraph._retry import write_retrying
-from langchain_tidb_bedrock.langgraph.checkpoint_schema import CheckpointTables
+from langchain_tidb_bedrock.langgraph.checkpoint_schema import CHUNK_BYTES, CheckpointTables
 
 __all__ = [
+    "BlobKey",
+    "Detail",
+    "Head",
     "Key",
     "op_copy_thread",
     "op_delete_for_runs",
@@ -36,6 +42,8 @@ __all__ = [
 ]
 
 Key = tuple[str, str, str]  # (thread_id, checkpoint_ns, checkpoint_id)
+BlobKey = tuple[str, str, int]  # (channel, version, chunk count) of a blob a checkpoint holds
+Head = tuple[str, tuple[BlobKey, ...]]  # a namespace's newest checkpoint id and its blob keys
 _DELTA_KEYS = ("$.counters_since_delta_snapshot", "$.delta_writes_versioned")
 _COLUMNS = (
     "part",
@@ -54,6 +62,8 @@ _COLUMNS = (
     "data",
     "metadata",
 )
+
+Detail = namedtuple("Detail", _COLUMNS)  # type: ignore[misc]  # a read row, rebuilt in Python
 
 
 def _many(table: sa.Table, columns: Sequence[str], on_duplicate: str) -> str:
@@ -165,6 +175,22 @@ def op_put_writes(t: CheckpointTables, rows: list[tuple[Any, ...]], *, replace: 
 # ---------------------------------------------------------------------------------- reads
 
 
+def _rows(c: Any) -> sa.Select[Any]:
+    """Part 0 of a read: checkpoint rows of ``c`` (a checkpoints alias)."""
+    return sa.select(
+        *_part(
+            0,
+            thread_id=c.c.thread_id,
+            checkpoint_ns=c.c.checkpoint_ns,
+            checkpoint_id=c.c.checkpoint_id,
+            parent_checkpoint_id=c.c.parent_checkpoint_id,
+            type=c.c.type,
+            data=c.c.checkpoint,
+            metadata=c.c.metadata,
+        )
+    )
+
+
 def _details(t: CheckpointTables, *, key: Any, with_rows: bool) -> sa.CompoundSelect:
     """Blobs and writes (and, with ``with_rows``, the checkpoint rows) of chosen checkpoints.
 
@@ -179,20 +205,7 @@ def _details(t: CheckpointTables, *, key: Any, with_rows: bool) -> sa.CompoundSe
     )
     parts: list[sa.Select[Any]] = []
     if with_rows:
-        parts.append(
-            sa.select(
-                *_part(
-                    0,
-                    thread_id=c.c.thread_id,
-                    checkpoint_ns=c.c.checkpoint_ns,
-                    checkpoint_id=c.c.checkpoint_id,
-                    parent_checkpoint_id=c.c.parent_checkpoint_id,
-                    type=c.c.type,
-                    data=c.c.checkpoint,
-                    metadata=c.c.metadata,
-                )
-            ).where(key(c))
-        )
+        parts.append(_rows(c).where(key(c)))
     joined = r.join(
         b,
         sa.and_(
@@ -241,12 +254,8 @@ def _details(t: CheckpointTables, *, key: Any, with_rows: bool) -> sa.CompoundSe
     return sa.union_all(*parts)
 
 
-def _get_statement(t: CheckpointTables, *, latest: bool, guard: bool = False) -> sa.CompoundSelect:
-    """The get_tuple read, built once per table set (bound: thread_id, ns, checkpoint_id).
-
-    ``guard`` adds a row (part 3) carrying the namespace's latest checkpoint id, read in the same
-    snapshot, so a read by a guessed id can tell whether the guess was the latest.
-    """
+def _get_statement(t: CheckpointTables, *, latest: bool) -> sa.CompoundSelect:
+    """The get_tuple read, built once per table set (bound: thread_id, ns, checkpoint_id)."""
     cp = t.checkpoints
     thread, ns = sa.bindparam("thread_id", type_=sa.String), sa.bindparam("ns", type_=sa.String)
     target: Any
@@ -267,13 +276,81 @@ def _get_statement(t: CheckpointTables, *, latest: bool, guard: bool = False) ->
             table.c.checkpoint_id == target,
         )
 
-    stmt = _details(t, key=key, with_rows=True)
-    if not guard:
-        return stmt
-    head = sa.select(*_part(3, checkpoint_id=sa.func.max(cp.c.checkpoint_id))).where(
-        cp.c.thread_id == thread, cp.c.checkpoint_ns == ns
+    return _details(t, key=key, with_rows=True)
+
+
+def _head_statement(t: CheckpointTables) -> sa.CompoundSelect:
+    """The latest read by a remembered head (bound: thread_id, ns, checkpoint_id, blob_keys).
+
+    Four branches, each a primary-key read with no join, no aggregate and no subquery, so TiDB
+    plans it quickly: up to two checkpoint rows from the head's id on (part 0: the head alone
+    when it is still the latest, else at least one newer row shows), the blob chunks by whole
+    primary key (a batch point get: part 1, ``snapshot`` left NULL), its writes (part 2), and
+    its ``checkpoint_channels`` rows (part 4: the blob keys it holds).
+    """
+    r, b = t.channels.alias("r"), t.blobs.alias("b")
+    thread, ns = sa.bindparam("thread_id", type_=sa.String), sa.bindparam("ns", type_=sa.String)
+    cid = sa.bindparam("checkpoint_id", type_=sa.String)
+
+    def key(table: Any) -> sa.ColumnElement[bool]:
+        return sa.and_(
+            table.c.thread_id == thread, table.c.checkpoint_ns == ns, table.c.checkpoint_id == cid
+        )
+
+    _, writes = _details(t, key=key, with_rows=False).selects
+    c = t.checkpoints.alias("c")
+    # Any two rows of the range tell: only one of them can be the head itself.
+    rows = (
+        _rows(c)
+        .where(c.c.thread_id == thread, c.c.checkpoint_ns == ns, c.c.checkpoint_id >= cid)
+        .limit(2)
     )
-    return sa.union_all(*stmt.selects, head)
+    chunks = sa.tuple_(b.c.channel, b.c.version, b.c.chunk)
+    blobs = sa.select(
+        *_part(
+            1,
+            thread_id=b.c.thread_id,
+            checkpoint_ns=b.c.checkpoint_ns,
+            checkpoint_id=sa.cast(cid, sa.String),
+            channel=b.c.channel,
+            version=b.c.version,
+            chunk=b.c.chunk,
+            type=b.c.type,
+            data=b.c.blob,
+        )
+    ).where(
+        b.c.thread_id == thread,
+        b.c.checkpoint_ns == ns,
+        chunks.in_(sa.bindparam("blob_keys", expanding=True)),
+    )
+    held = sa.select(
+        *_part(4, channel=r.c.channel, version=r.c.version, snapshot=r.c.snapshot)
+    ).where(key(r))
+    return sa.union_all(rows, blobs, writes, held)
+
+
+def _by_head(rows: Rows, head: Head) -> list[Any] | None:
+    """The rows a plain read would give, or None when the head moved on or holds other blobs."""
+    ids = {r.checkpoint_id for r in rows if r.part == 0}
+    if ids != {head[0]}:
+        return None  # a newer checkpoint (another writer), or the head is gone (deleted)
+    held = {(r.channel, r.version): r.snapshot for r in rows if r.part == 4}
+    if held.keys() != {(channel, version) for channel, version, _ in head[1]}:
+        return None  # the checkpoint was stored again with other channels
+    if sum(r.part == 1 for r in rows) != sum(n for _, _, n in head[1]):
+        return None  # a chunk is missing: the remembered count is stale
+    last = {(channel, version, n - 1) for channel, version, n in head[1]}
+    if any(
+        (r.channel, r.version, r.chunk) in last and len(r.data) >= CHUNK_BYTES
+        for r in rows
+        if r.part == 1
+    ):
+        return None  # a full last chunk: more may follow (a key past it would read a range)
+    out: list[Any] = [r for r in rows if r.part in (0, 2)]
+    for r in rows:
+        if r.part == 1:
+            out.append(Detail(**{**r._mapping, "snapshot": held[(r.channel, r.version)]}))
+    return out
 
 
 def op_get(
@@ -282,21 +359,23 @@ def op_get(
     ns: str,
     checkpoint_id: str | None,
     *,
-    guess: str | None = None,
+    head: Head | None = None,
 ) -> Op[Rows]:
     """The checkpoint (the latest of the namespace when no id), its blobs and writes: one read.
 
-    For the latest, ``guess`` (the newest id this process saw) is read by key with a guard row
-    holding the true latest id; TiDB then evaluates no subquery per branch while planning (three
-    for the plain latest read). A wrong guess (another writer moved on) costs a second read.
+    For the latest, ``head`` (the newest checkpoint this process saw, with its blob keys) is
+    read by key, with rows in the same snapshot telling whether it is still the latest and
+    still holds those keys; TiDB then evaluates no subquery while planning (three for the plain
+    latest read) and joins nothing. When it moved on (another writer), a second read.
     """
     params: dict[str, Any] = {"thread_id": thread_id, "ns": ns, "checkpoint_id": checkpoint_id}
-    if checkpoint_id is None and guess is not None:
-        stmt = t.cached(("get", "guarded"), lambda: _get_statement(t, latest=False, guard=True))
-        rows = yield from read(stmt, {**params, "checkpoint_id": guess})
-        heads = [r.checkpoint_id for r in rows if r.part == 3]
-        if heads and heads[0] == guess:
-            return [r for r in rows if r.part != 3]
+    if checkpoint_id is None and head is not None:
+        stmt = t.cached(("get", "head"), lambda: _head_statement(t))
+        keys = [(channel, version, i) for channel, version, n in head[1] for i in range(n)]
+        rows = yield from read(stmt, {**params, "checkpoint_id": head[0], "blob_keys": keys})
+        found = _by_head(rows, head)
+        if found is not None:
+            return found
     latest = checkpoint_id is None
     stmt = t.cached(("get", latest), lambda: _get_statement(t, latest=latest))
     return (yield from read(stmt, params))

@@ -114,20 +114,31 @@ def test_setup_is_idempotent_and_tables_come_on_first_use(
 
 
 def test_value_larger_than_a_tidb_row_round_trips_in_chunks(
-    saver: TiDBSaver, prefix: str, tidb_engine: sa.Engine
+    saver: TiDBSaver, prefix: str, tidb_engine: sa.Engine, engine: TiDBEngine
 ) -> None:
-    big = bytes(range(256)) * (28 * 1024)  # 7 MiB: past the 6 MiB per-row limit
+    big = bytes(range(256)) * (28 * 1024 - 1)  # 7 MiB less 256 bytes: past the 6 MiB row limit
     stored = _put(saver, "big", {"doc": big, "n": 1}, {"doc": 1, "n": 1})
     saver.put_writes(stored, [("doc", big + b"!")], "task-1")
     blob_rows = _count(tidb_engine, f"{prefix}checkpoint_blobs", "channel = 'doc'")
     assert blob_rows == 7
-    assert _count(tidb_engine, f"{prefix}checkpoint_writes") == 8
+    assert _count(tidb_engine, f"{prefix}checkpoint_writes") == 7
 
-    tup = saver.get_tuple(_config("big"))
+    tup, sent = sent_by(engine, lambda: saver.get_tuple(_config("big")))
+    assert len(sent) == 1, sent  # the 7 chunks by primary key, as the put remembered them
     assert tup is not None
     assert tup.checkpoint["channel_values"]["doc"] == big
     assert tup.checkpoint["channel_values"]["n"] == 1
     assert tup.pending_writes == [("task-1", "doc", big + b"!")]
+    # A remembered chunk count that does not match the rows (fewer or more): read again by
+    # the join, never a value cut short.
+    cid, _keys = saver._heads[("big", "")]
+    for wrong in (6, 8):
+        saver._heads[("big", "")] = (cid, (("doc", "1", wrong),))
+        tup, sent = sent_by(engine, lambda: saver.get_tuple(_config("big")))
+        assert len(sent) == 2, sent
+        assert tup is not None
+        assert tup.checkpoint["channel_values"]["doc"] == big
+        assert saver._heads[("big", "")] == (cid, (("doc", "1", 7),))
 
 
 def test_unchanged_channel_is_stored_once_for_many_checkpoints(
@@ -167,7 +178,12 @@ def test_get_tuple_is_one_statement(saver: TiDBSaver, engine: TiDBEngine) -> Non
     saver.put_writes(stored, [("a", [3])], "t")
     latest, sent = sent_by(engine, lambda: saver.get_tuple(_config("one")))
     assert len(sent) == 1, sent
-    assert sent[0].lower().count("max(") == 1  # by the id it saved, checked by one guard row
+    # By the id and blob keys it saved, checked in the same statement (any newer checkpoint
+    # row, the keys it holds): no join, no aggregate, no subquery.
+    assert ">=" in sent[0]
+    assert sent[0].lower().count("select ") == 4, sent[0]  # four branches, no subquery
+    for slow in (" join ", "max(", "min("):
+        assert slow not in sent[0].lower(), sent[0]
     exact, sent = sent_by(engine, lambda: saver.get_tuple(stored))
     assert len(sent) == 1, sent
     missing, sent = sent_by(engine, lambda: saver.get_tuple(_config("none")))
@@ -206,11 +222,8 @@ def test_latest_read_by_a_remembered_id_sees_other_writers(
     assert saver.get_tuple(_config("shared-head", ns="sub")) is None
 
 
-def test_get_tuple_reads_blobs_by_key_not_by_scan(saver: TiDBSaver, engine: TiDBEngine) -> None:
-    """EXPLAIN of the read: no full scan of any table and no range over a whole thread's blobs."""
-    stored = _put(saver, "plan", {"a": [1]}, {"a": 1})
-    from langchain_tidb_bedrock.langgraph.checkpoint_ops import op_get
-
+def _plan(engine: TiDBEngine, op: Any) -> str:
+    """EXPLAIN of the statement ``op`` sends."""
     captured: list[Any] = []
 
     def record(conn: Any, cursor: Any, statement: str, params: Any, *args: Any) -> None:
@@ -218,17 +231,56 @@ def test_get_tuple_reads_blobs_by_key_not_by_scan(saver: TiDBSaver, engine: TiDB
 
     sa.event.listen(engine.sync_read, "before_cursor_execute", record)
     try:
-        engine.run(op_get(saver.tables, "plan", "", stored["configurable"]["checkpoint_id"]))
+        engine.run(op)
     finally:
         sa.event.remove(engine.sync_read, "before_cursor_execute", record)
     statement, params = captured[-1]
     with engine.sync_read.connect() as conn:
-        plan = [
-            " ".join(map(str, row)) for row in conn.exec_driver_sql("EXPLAIN " + statement, params)
-        ]
-    text = "\n".join(plan)
+        rows = conn.exec_driver_sql("EXPLAIN " + statement, params)
+        return "\n".join(" ".join(map(str, row)) for row in rows)
+
+
+def test_get_tuple_reads_blobs_by_key_not_by_scan(saver: TiDBSaver, engine: TiDBEngine) -> None:
+    """EXPLAIN of the reads: no full scan of any table and no range over a whole thread's
+    blobs; the read by a remembered head joins nothing and ranges blobs by their keys."""
+    from langchain_tidb_bedrock.langgraph.checkpoint_ops import op_get
+
+    stored = _put(saver, "plan", {"a": [1], "b": [2]}, {"a": 1, "b": 1})
+    cid = stored["configurable"]["checkpoint_id"]
+    text = _plan(engine, op_get(saver.tables, "plan", "", cid))
     assert "TableFullScan" not in text, text
     assert "IndexJoin" in text or "IndexHashJoin" in text or "IndexMergeJoin" in text, text
+    head = (cid, (("a", "1", 1), ("b", "1", 1)))
+    text = _plan(engine, op_get(saver.tables, "plan", "", None, head=head))
+    assert "TableFullScan" not in text, text
+    assert "Join" not in text, text
+    blobs = [line for line in text.splitlines() if "checkpoint_blobs" in line]
+    assert len(blobs) == 2, text
+    assert "Batch_Point_Get" in blobs[1], text  # by whole primary key, no range
+
+
+def test_latest_read_by_head_notices_a_checkpoint_stored_again(
+    saver: TiDBSaver, engine: TiDBEngine, prefix: str
+) -> None:
+    """Another process stores the same checkpoint id again with other channels: the remembered
+    blob keys no longer match what the checkpoint holds, so the saver reads it again (by the
+    join) instead of returning a checkpoint without its new channel."""
+    other = TiDBSaver(engine=engine, table_prefix=prefix)
+    cp = generate_checkpoint(channel_values={"a": [1]}, channel_versions={"a": 1})
+    stored = saver.put(_config("again"), cp, generate_metadata(), {"a": 1})
+    assert saver.get_tuple(_config("again")) is not None
+    cp["channel_values"] = {"a": [1], "b": [2]}
+    cp["channel_versions"] = {"a": 1, "b": 1}
+    other.put(_config("again"), cp, generate_metadata(), {"b": 1})
+    latest, sent = sent_by(engine, lambda: saver.get_tuple(_config("again")))
+    assert latest is not None
+    assert latest.config == stored
+    assert latest.checkpoint["channel_values"] == {"a": [1], "b": [2]}
+    assert len(sent) == 2, sent  # the held keys differ from the remembered ones: read again
+    again, sent = sent_by(engine, lambda: saver.get_tuple(_config("again")))
+    assert again is not None
+    assert again.checkpoint["channel_values"] == {"a": [1], "b": [2]}
+    assert len(sent) == 1, sent  # the keys it read are remembered
 
 
 def test_list_pages_through_a_long_history(saver: TiDBSaver) -> None:
