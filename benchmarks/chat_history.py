@@ -4,7 +4,8 @@ A turn is what ``RunnableWithMessageHistory`` does around each answer: read the 
 messages from TiDB, then append the question and the answer. Contenders, each on its own
 session of the same length:
 
-- ours: ``TiDBChatMessageHistory`` on a shared engine (one INSERT ... SELECT, one SELECT);
+- ours: ``TiDBChatMessageHistory`` on a shared engine (one SELECT, then one INSERT numbered
+  from the last message read; an INSERT ... SELECT when another writer took the number);
 - langchain-community's ``TiDBChatMessageHistory``: it keeps a cache filled once, so its
   ``messages`` would not see other writers; the fresh read is ``reload_cache()``. It has no
   bulk add, so a turn is two INSERT + COMMIT;

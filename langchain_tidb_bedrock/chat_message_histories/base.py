@@ -21,10 +21,10 @@ from langchain_tidb_bedrock.chat_message_histories.messages import (
     encode_messages,
 )
 from langchain_tidb_bedrock.chat_message_histories.table import Layout, TableRef, table_changed
-from langchain_tidb_bedrock.db.component import TiDBComponent, check_limit
+from langchain_tidb_bedrock.db.component import TiDBComponent, check_limit, db_error_code
 from langchain_tidb_bedrock.db.engine import TiDBEngine
 from langchain_tidb_bedrock.db.identifiers import validate_identifier
-from langchain_tidb_bedrock.db.retry import is_write_conflict
+from langchain_tidb_bedrock.db.retry import DUPLICATE_KEY, is_write_conflict
 from langchain_tidb_bedrock.db.runner import Op, WriteStep, read, write
 from langchain_tidb_bedrock.db.tables import ttl_microseconds
 from langchain_tidb_bedrock.errors import InvalidInputError
@@ -123,9 +123,11 @@ class TiDBChatMessageHistory(TiDBComponent, BaseChatMessageHistory):
 
     Guarantees: each ``add_messages`` call is one statement (all of its messages or none);
     messages come back in the order they were added, also when several processes append to
-    one session through different TiDB servers (the order is a per-session sequence numbered
-    inside the INSERT, never AUTO_INCREMENT); every read goes to TiDB, so another process's
-    messages show on the next read; errors are raised, never logged and swallowed.
+    one session through different TiDB servers (the order is a per-session sequence, never
+    AUTO_INCREMENT: an append is numbered from the last message this history read or wrote,
+    and when another writer took that number the INSERT fails whole on the key and runs again
+    numbered inside the statement); every read goes to TiDB, so another process's messages
+    show on the next read; errors are raised, never logged and swallowed.
     """
 
     def __init__(
@@ -171,6 +173,9 @@ class TiDBChatMessageHistory(TiDBComponent, BaseChatMessageHistory):
             engine_args=engine_args,
         )
         self._table = TableRef(self._tidb, self.table_name, ttl=self._ttl_us is not None)
+        # The session's last sequence number as this history last read or wrote it: the next
+        # append is numbered from it (a plain INSERT), and renumbered in SQL if it collides.
+        self._last_seq: int | None = None
 
     def __repr__(self) -> str:
         return (
@@ -194,7 +199,9 @@ class TiDBChatMessageHistory(TiDBComponent, BaseChatMessageHistory):
             if layout is None:
                 return []
             rows = yield from read(layout.select(self.session_id, self._ttl_us))
-        return [decode_message(r[0]) for r in rows]
+        if not layout.community:
+            self._last_seq = max((int(r[0]) for r in rows), default=0)
+        return [decode_message(r.message) for r in rows]
 
     def _op_write(self, steps: Any) -> Op[int]:
         """Run ``steps(layout)`` as one transaction on the table (created when missing)."""
@@ -262,18 +269,31 @@ class TiDBChatMessageHistory(TiDBComponent, BaseChatMessageHistory):
     # round trip, where a transaction adds a COMMIT (and, in pessimistic mode, a lock round)
     # for nothing: measured about half the write time on a local server.
 
+    def _appended(self, after: int | None, count: int) -> None:
+        """After an append: numbered from ``after``, the last number is known; else not."""
+        self._last_seq = None if after is None else after + count
+
+    def _failed(self, after: int | None, exc: sa.exc.DBAPIError) -> None:
+        """An append failed: a collision forgets the number (the retry numbers in SQL)."""
+        if after is not None and db_error_code(exc) == DUPLICATE_KEY:
+            self._last_seq = None
+        if table_changed(exc):
+            self._table.forget()  # dropped or replaced since we looked: once more
+            raise _Changed from exc
+
     def _append(self, payloads: list[str]) -> int:
         def attempt() -> int:
             layout = self._run(self._table.op_layout(create=True))
             assert layout is not None  # noqa: S101 - create=True returns the table it made
-            statement = layout.append(self.session_id, payloads, self._ttl_us)
+            after = None if layout.community else self._last_seq
+            statement = layout.append(self.session_id, payloads, self._ttl_us, after=after)
             try:
-                return _execute_alone(self._tidb.sync_read, statement)
+                count = _execute_alone(self._tidb.sync_read, statement)
             except sa.exc.DBAPIError as exc:
-                if not table_changed(exc):
-                    raise
-                self._table.forget()  # dropped or replaced since we looked: once more
-                raise _Changed from exc
+                self._failed(after, exc)
+                raise
+            self._appended(after, len(payloads))
+            return count
 
         return self._retrying(lambda: _once_more_if_changed(attempt))
 
@@ -281,17 +301,18 @@ class TiDBChatMessageHistory(TiDBComponent, BaseChatMessageHistory):
         async def attempt() -> int:
             layout = await self._arun(self._table.op_layout(create=True))
             assert layout is not None  # noqa: S101
-            statement = layout.append(self.session_id, payloads, self._ttl_us)
+            after = None if layout.community else self._last_seq
+            statement = layout.append(self.session_id, payloads, self._ttl_us, after=after)
             read_engine = await self._tidb.async_read_engine()  # the autocommit pool
             try:
                 call = greenlet_spawn(_execute_alone, read_engine.sync_engine, statement)
                 timeout = self._tidb.read_timeout
-                return int(await (call if timeout is None else asyncio.wait_for(call, timeout)))
+                count = int(await (call if timeout is None else asyncio.wait_for(call, timeout)))
             except sa.exc.DBAPIError as exc:
-                if not table_changed(exc):
-                    raise
-                self._table.forget()
-                raise _Changed from exc
+                self._failed(after, exc)
+                raise
+            self._appended(after, len(payloads))
+            return count
 
         async def call() -> int:
             try:

@@ -80,8 +80,23 @@ class Layout:
             return "", {}
         return " AND create_time > NOW(6) - INTERVAL :ttl_us MICROSECOND", {"ttl_us": ttl_us}
 
-    def append(self, session_id: str, payloads: Sequence[str], ttl_us: int | None) -> sa.TextClause:
-        """One statement that stores ``payloads`` after the session's last message."""
+    def append(
+        self,
+        session_id: str,
+        payloads: Sequence[str],
+        ttl_us: int | None,
+        *,
+        after: int | None = None,
+    ) -> sa.TextClause:
+        """One statement that stores ``payloads`` after the session's last message.
+
+        With ``after`` (the last sequence number this history read or wrote), a plain
+        multi-row INSERT numbered from it: another writer's message in between holds one of
+        those keys, so the INSERT fails whole on the duplicate key and runs again numbered in
+        SQL. TiDB plans it at a third of the cost of the numbering INSERT ... SELECT.
+        """
+        if after is not None and not self.community:
+            return self._append_after(session_id, payloads, ttl_us, after)
         params: dict[str, Any] = {"sid": session_id}
         rows = []
         for n, payload in enumerate(payloads):
@@ -110,10 +125,30 @@ class Layout:
             )
         return sa.text(sql).bindparams(**params)
 
+    def _append_after(
+        self, session_id: str, payloads: Sequence[str], ttl_us: int | None, after: int
+    ) -> sa.TextClause:
+        expires = "NULL" if ttl_us is None else "NOW(6) + INTERVAL :ttl_us MICROSECOND"
+        params: dict[str, Any] = {"sid": session_id}
+        if ttl_us is not None:
+            params["ttl_us"] = ttl_us
+        rows = []
+        for n, payload in enumerate(payloads):
+            rows.append(f"(:sid, :q{n}, :m{n}, {expires})")
+            params[f"q{n}"] = after + n + 1
+            params[f"m{n}"] = payload
+        sql = (
+            f"INSERT INTO {self._q} (session_id, seq, message, expires_at) VALUES {', '.join(rows)}"
+        )
+        return sa.text(sql).bindparams(**params)
+
     def select(self, session_id: str, ttl_us: int | None) -> sa.TextClause:
-        """The session's live messages, oldest first."""
+        """The session's live messages, oldest first: (sequence number or id, message)."""
         live, params = self._live(ttl_us)
-        sql = f"SELECT message FROM {self._q} WHERE session_id = :sid{live} ORDER BY {self._order}"
+        sql = (
+            f"SELECT {self._order}, message FROM {self._q} "
+            f"WHERE session_id = :sid{live} ORDER BY {self._order}"
+        )
         return sa.text(sql).bindparams(sid=session_id, **params)
 
     def sessions(self, prefix: str | None, limit: int | None, ttl_us: int | None) -> sa.TextClause:

@@ -193,6 +193,78 @@ def _start_writer(
     return subprocess.Popen(args, stderr=subprocess.PIPE, text=True)  # noqa: S603
 
 
+def test_an_append_after_a_read_is_a_plain_insert(
+    engine: TiDBEngine, table_name: str, statements: list[str]
+) -> None:
+    """After a read (a chat turn's order), the append is numbered from the last message read:
+    a plain INSERT ... VALUES, without the numbering SELECT; another history's append in
+    between collides on the key, and the append runs again numbered in SQL."""
+    history = _history(engine, table_name, "plain")
+    other = _history(engine, table_name, "plain")
+    history.add_messages([HumanMessage("q0"), AIMessage("a0")])  # nothing read: numbered in SQL
+    assert "SELECT" in statements[-1].upper()
+    assert _texts(history.messages) == ["q0", "a0"]
+    statements.clear()
+    history.add_messages([HumanMessage("q1"), AIMessage("a1")])
+    history.add_messages([HumanMessage("q2")])  # still known: numbered from its own append
+    assert len(statements) == 2, statements
+    for sent in statements:
+        assert sent.lstrip().upper().startswith("INSERT"), sent
+        assert "SELECT" not in sent.upper(), sent
+    other.add_messages([HumanMessage("other")])  # history's last number is now stale
+    statements.clear()
+    history.add_messages([HumanMessage("q3")])
+    assert len(statements) == 2, statements
+    assert "SELECT" not in statements[0].upper()
+    assert "MAX(SEQ)" in statements[1].upper()  # the retry, numbered in SQL
+    assert _texts(history.messages) == ["q0", "a0", "q1", "a1", "q2", "other", "q3"]
+
+
+def test_threads_read_then_append_to_one_session(engine: TiDBEngine, table_name: str) -> None:
+    """Chat turns racing on one session (each writer reads, then appends a question and an
+    answer, numbered from what it read): every collision is renumbered, so nothing is lost,
+    doubled or split, and each writer's turns keep their order. Races are random, so rounds
+    run until one has collided (each round checks exactness)."""
+    for attempt in range(5):
+        with recorded(engine) as sent:
+            _race_turns(engine, table_name, f"turns-{attempt}", writers=4, turns=12)
+        inserts = [x.upper() for x in sent if x.lstrip().upper().startswith("INSERT")]
+        assert any("SELECT" not in x for x in inserts)  # numbered from the read
+        if any("MAX(SEQ)" in x for x in inserts):  # a collision, renumbered in SQL
+            break
+    else:
+        pytest.fail("no two turns collided in 5 rounds")
+
+
+def _race_turns(engine: TiDBEngine, table: str, session: str, *, writers: int, turns: int) -> None:
+    barrier = threading.Barrier(writers)
+    errors: list[BaseException] = []
+
+    def chat(tag: int) -> None:
+        history = _history(engine, table, session)
+        try:
+            barrier.wait()
+            for i in range(turns):
+                history.messages  # noqa: B018 - the turn's read sets the number to append after
+                history.add_messages([HumanMessage(f"{tag}-{i}-q"), AIMessage(f"{tag}-{i}-a")])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=chat, args=(t,)) for t in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    got = _texts(_history(engine, table, session).messages)
+    assert len(got) == 2 * writers * turns
+    for tag in range(writers):
+        mine = [t for t in got if t.startswith(f"{tag}-")]
+        assert mine == [f"{tag}-{i}-{k}" for i in range(turns) for k in ("q", "a")]
+    for position in range(0, len(got), 2):  # a turn's two messages stay adjacent
+        assert got[position + 1] == got[position][:-1] + "a", got[position : position + 2]
+
+
 def test_two_processes_append_to_one_session(
     tidb_url: str, tidb_engine: sa.Engine, engine: TiDBEngine, table_name: str, tmp_path: Path
 ) -> None:
