@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -237,25 +237,13 @@ def test_threads_read_then_append_to_one_session(engine: TiDBEngine, table_name:
 
 
 def _race_turns(engine: TiDBEngine, table: str, session: str, *, writers: int, turns: int) -> None:
-    barrier = threading.Barrier(writers)
-    errors: list[BaseException] = []
-
     def chat(tag: int) -> None:
         history = _history(engine, table, session)
-        try:
-            barrier.wait()
-            for i in range(turns):
-                history.messages  # noqa: B018 - the turn's read sets the number to append after
-                history.add_messages([HumanMessage(f"{tag}-{i}-q"), AIMessage(f"{tag}-{i}-a")])
-        except BaseException as exc:
-            errors.append(exc)
+        for i in range(turns):
+            history.messages  # noqa: B018 - the turn's read sets the number to append after
+            history.add_messages([HumanMessage(f"{tag}-{i}-q"), AIMessage(f"{tag}-{i}-a")])
 
-    threads = [threading.Thread(target=chat, args=(t,)) for t in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    _in_threads(chat, writers)
     got = _texts(_history(engine, table, session).messages)
     assert len(got) == 2 * writers * turns
     for tag in range(writers):
@@ -263,6 +251,26 @@ def _race_turns(engine: TiDBEngine, table: str, session: str, *, writers: int, t
         assert mine == [f"{tag}-{i}-{k}" for i in range(turns) for k in ("q", "a")]
     for position in range(0, len(got), 2):  # a turn's two messages stay adjacent
         assert got[position + 1] == got[position][:-1] + "a", got[position : position + 2]
+
+
+def _in_threads(body: Callable[[int], None], writers: int) -> None:
+    """Run ``body(tag)`` in ``writers`` threads started together; re-raise the first error."""
+    barrier = threading.Barrier(writers)
+    errors: list[BaseException] = []
+
+    def run(tag: int) -> None:
+        try:
+            barrier.wait()
+            body(tag)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
 
 
 def test_two_processes_append_to_one_session(
@@ -325,24 +333,12 @@ def test_optimistic_transactions_retry_conflicts(
 def _race_threads(
     engine: TiDBEngine, table: str, *, writers: int, n: int, session: str = "threads"
 ) -> None:
-    barrier = threading.Barrier(writers)
-    errors: list[BaseException] = []
-
     def write(tag: int) -> None:
         history = _history(engine, table, session)
-        try:
-            barrier.wait()
-            for i in range(n):
-                history.add_messages([HumanMessage(f"{tag}-{i}")])
-        except BaseException as exc:
-            errors.append(exc)
+        for i in range(n):
+            history.add_messages([HumanMessage(f"{tag}-{i}")])
 
-    threads = [threading.Thread(target=write, args=(t,)) for t in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    _in_threads(write, writers)
     got = _texts(_history(engine, table, session).messages)
     assert len(got) == n * writers
     for tag in range(writers):
