@@ -200,7 +200,7 @@ class TiDBChatMessageHistory(TiDBComponent, BaseChatMessageHistory):
                 return []
             rows = yield from read(layout.select(self.session_id, self._ttl_us))
         if not layout.community:
-            self._last_seq = max((int(r[0]) for r in rows), default=0)
+            self._last_seq = int(rows[-1][0]) if rows else 0  # ordered by seq: the last is max
         return [decode_message(r.message) for r in rows]
 
     def _op_write(self, steps: Any) -> Op[int]:

@@ -57,6 +57,14 @@ def table_changed(exc: BaseException) -> bool:
     )
 
 
+def _expires(ttl_us: int | None, params: dict[str, Any]) -> str:
+    """The ``expires_at`` value of an appended row (binding ``ttl_us`` into ``params``)."""
+    if ttl_us is None:
+        return "NULL"
+    params["ttl_us"] = ttl_us
+    return "NOW(6) + INTERVAL :ttl_us MICROSECOND"
+
+
 @dataclass(frozen=True)
 class Layout:
     """What the table looks like, and the statements for it."""
@@ -113,10 +121,7 @@ class Layout:
                 f"CROSS JOIN ({numbered}) AS n"
             )
         else:
-            expires = "NULL"
-            if ttl_us is not None:
-                expires = "NOW(6) + INTERVAL :ttl_us MICROSECOND"
-                params["ttl_us"] = ttl_us
+            expires = _expires(ttl_us, params)
             sql = (
                 f"INSERT INTO {self._q} (session_id, seq, message, expires_at) "
                 f"SELECT :sid, b.last + n.k, n.msg, {expires} "
@@ -128,10 +133,8 @@ class Layout:
     def _append_after(
         self, session_id: str, payloads: Sequence[str], ttl_us: int | None, after: int
     ) -> sa.TextClause:
-        expires = "NULL" if ttl_us is None else "NOW(6) + INTERVAL :ttl_us MICROSECOND"
         params: dict[str, Any] = {"sid": session_id}
-        if ttl_us is not None:
-            params["ttl_us"] = ttl_us
+        expires = _expires(ttl_us, params)
         rows = []
         for n, payload in enumerate(payloads):
             rows.append(f"(:sid, :q{n}, :m{n}, {expires})")
